@@ -1,0 +1,21 @@
+//! The resource model in Kuma 2.x's universal format.
+
+pub mod dataplane;
+pub mod datasource;
+pub mod kind;
+pub mod mesh;
+pub mod names;
+pub mod resource;
+pub mod secret;
+pub mod zone;
+
+#[cfg(test)]
+mod tests;
+
+pub use dataplane::{DataplaneInsightSpec, DataplaneSpec, MtlsInsight, TagSet};
+pub use datasource::DataSource;
+pub use kind::{Origin, ResourceKey, ResourceKind};
+pub use mesh::{Backend, BackendConf, BackendType, MeshSpec};
+pub use resource::{Meta, Resource, Spec};
+pub use secret::{SecretData, SecretSpec};
+pub use zone::{ZoneInsightSpec, ZoneSpec};
