@@ -2,10 +2,13 @@
 //! boundary, and the runtime pieces shared by every binary. No gRPC, SQL or Vault types live here.
 #![forbid(unsafe_code)]
 
+pub mod ca;
+pub mod datasource;
 pub mod decode;
 pub mod duration;
 pub mod format;
 pub mod model;
+pub mod store;
 pub mod template;
 pub mod validation;
 

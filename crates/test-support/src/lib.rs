@@ -1,1 +1,8 @@
-//! placeholder
+//! Shared test fixtures: PostgreSQL databases, OpenBao servers set up as the seed says, TLS
+//! material, and helpers to run the project's binaries. Used only by tests and benchmarks.
+#![forbid(unsafe_code)]
+
+pub mod openbao;
+pub mod postgres;
+pub mod process;
+pub mod tls;

@@ -51,7 +51,7 @@ pub struct Mtls {
     pub backends: Option<Vec<Backend>>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendType {
     Builtin,

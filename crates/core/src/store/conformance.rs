@@ -1,0 +1,450 @@
+//! Behaviour every `ResourceStore` must show, as async checks any implementation's tests can run.
+//! Each check panics with a message saying what the store did wrong.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use serde_json::json;
+
+use super::{ChangeOp, ListQuery, Received, ResourceStore, ResourceStoreExt, StoreError, WriteOp};
+use crate::model::{ResourceKey, ResourceKind};
+
+fn mesh(name: &str) -> ResourceKey {
+    ResourceKey::mesh(name)
+}
+
+fn secret(m: &str, name: &str) -> ResourceKey {
+    ResourceKey::in_mesh(ResourceKind::Secret, m, name)
+}
+
+fn create(key: ResourceKey, owner: Option<ResourceKey>) -> WriteOp {
+    WriteOp::Create {
+        key,
+        spec: json!({}),
+        labels: BTreeMap::new(),
+        owner,
+    }
+}
+
+fn secret_spec(data: &str) -> serde_json::Value {
+    json!({"data": data})
+}
+
+/// Runs every check against the store; the store must start empty.
+pub async fn run_all(store: Arc<dyn ResourceStore>) {
+    create_get_update(store.as_ref()).await;
+    racing_stale_updates(store.clone()).await;
+    cascade_delete(store.as_ref()).await;
+    atomic_batches(store.as_ref()).await;
+    listing(store.as_ref()).await;
+    upserts(store.as_ref()).await;
+    events(store.as_ref()).await;
+}
+
+pub async fn create_get_update(store: &dyn ResourceStore) {
+    let key = mesh("cgu");
+    let rec = store
+        .write_one(create(key.clone(), None))
+        .await
+        .expect("create")
+        .expect("record");
+    assert_eq!(rec.version, 1, "a new record starts at version 1");
+    assert_eq!(
+        store.get(&key).await.expect("get"),
+        Some(rec.clone()),
+        "get returns what create returned"
+    );
+    assert!(matches!(
+        store.write_one(create(key.clone(), None)).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+
+    let labels = BTreeMap::from([("team".to_string(), "a".to_string())]);
+    let op = WriteOp::Update {
+        key: key.clone(),
+        expected_version: 1,
+        spec: json!({"mtls": {}}),
+        labels: labels.clone(),
+    };
+    let rec2 = store.write_one(op).await.expect("update").expect("record");
+    assert_eq!(rec2.version, 2);
+    assert_eq!(rec2.spec, json!({"mtls": {}}));
+    assert_eq!(rec2.labels, labels);
+    assert_eq!(
+        rec2.creation_time, rec.creation_time,
+        "creation time survives updates"
+    );
+    assert!(rec2.modification_time >= rec.modification_time);
+
+    let stale = WriteOp::Update {
+        key: key.clone(),
+        expected_version: 1,
+        spec: json!({}),
+        labels: BTreeMap::new(),
+    };
+    match store.write_one(stale).await {
+        Err(StoreError::Conflict {
+            expected: 1,
+            found: 2,
+            ..
+        }) => {}
+        other => panic!("a stale update must be a Conflict naming both versions, got {other:?}"),
+    }
+    assert_eq!(
+        store.get(&key).await.expect("get").map(|r| r.version),
+        Some(2),
+        "the stale update changed nothing"
+    );
+
+    let missing = WriteOp::Update {
+        key: mesh("nope"),
+        expected_version: 1,
+        spec: json!({}),
+        labels: BTreeMap::new(),
+    };
+    assert!(matches!(
+        store.write_one(missing).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store
+            .write_one(WriteOp::Delete {
+                key: mesh("nope"),
+                expected_version: None
+            })
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store
+            .write_one(WriteOp::Delete {
+                key: key.clone(),
+                expected_version: Some(1)
+            })
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    store
+        .write_one(WriteOp::Delete {
+            key: key.clone(),
+            expected_version: Some(2),
+        })
+        .await
+        .expect("delete");
+    assert_eq!(store.get(&key).await.expect("get"), None);
+}
+
+/// Many writers update the same record from the same version at once: exactly one wins.
+pub async fn racing_stale_updates(store: Arc<dyn ResourceStore>) {
+    let key = mesh("race");
+    store
+        .write_one(create(key.clone(), None))
+        .await
+        .expect("create");
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        let key = key.clone();
+        tasks.push(tokio::spawn(async move {
+            let op = WriteOp::Update {
+                key,
+                expected_version: 1,
+                spec: json!({"writer": i}),
+                labels: BTreeMap::new(),
+            };
+            store.write_one(op).await
+        }));
+    }
+    let mut won = Vec::new();
+    let mut conflicts = 0;
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.expect("task") {
+            Ok(_) => won.push(i),
+            Err(StoreError::Conflict { .. }) => conflicts += 1,
+            Err(e) => panic!("writer {i}: unexpected error {e}"),
+        }
+    }
+    assert_eq!(
+        won.len(),
+        1,
+        "exactly one racing writer must win, winners: {won:?}"
+    );
+    assert_eq!(conflicts, 7);
+    let rec = store.get(&key).await.expect("get").expect("exists");
+    assert_eq!(rec.version, 2);
+    assert_eq!(
+        rec.spec,
+        json!({"writer": won[0]}),
+        "the stored value is the winner's"
+    );
+    store
+        .write_one(WriteOp::Delete {
+            key,
+            expected_version: None,
+        })
+        .await
+        .expect("cleanup");
+}
+
+pub async fn cascade_delete(store: &dyn ResourceStore) {
+    let m = mesh("cascade");
+    let s1 = secret("cascade", "s1");
+    let s2 = secret("cascade", "s2");
+    let orphan_owner = mesh("never-created");
+    match store
+        .write_one(create(secret("cascade", "x"), Some(orphan_owner)))
+        .await
+    {
+        Err(StoreError::OwnerMissing { .. }) => {}
+        other => {
+            panic!("creating under a missing owner must fail with OwnerMissing, got {other:?}")
+        }
+    }
+    store
+        .write(vec![
+            create(m.clone(), None),
+            WriteOp::Create {
+                key: s1.clone(),
+                spec: secret_spec("YQ=="),
+                labels: BTreeMap::new(),
+                owner: Some(m.clone()),
+            },
+            WriteOp::Create {
+                key: s2.clone(),
+                spec: secret_spec("Yg=="),
+                labels: BTreeMap::new(),
+                owner: Some(m.clone()),
+            },
+        ])
+        .await
+        .expect("batch create");
+    let mut events = store.subscribe();
+    store
+        .write_one(WriteOp::Delete {
+            key: m.clone(),
+            expected_version: None,
+        })
+        .await
+        .expect("delete mesh");
+    for k in [&m, &s1, &s2] {
+        assert_eq!(
+            store.get(k).await.expect("get"),
+            None,
+            "{k} must be gone after its owner was deleted"
+        );
+    }
+    let mut deleted = Vec::new();
+    while deleted.len() < 3 {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+            Ok(Received::Event(e)) if e.op == ChangeOp::Delete => deleted.push(e.key),
+            Ok(Received::Event(_)) => {}
+            other => panic!("expected three delete events, got {deleted:?} then {other:?}"),
+        }
+    }
+    deleted.sort();
+    let mut want = vec![m, s1, s2];
+    want.sort();
+    assert_eq!(deleted, want, "a cascade announces every deleted record");
+}
+
+/// A batch that fails part-way leaves nothing behind.
+pub async fn atomic_batches(store: &dyn ResourceStore) {
+    let a = mesh("atomic-a");
+    let b = mesh("atomic-b");
+    store
+        .write_one(create(b.clone(), None))
+        .await
+        .expect("create b");
+    let r = store
+        .write(vec![create(a.clone(), None), create(b.clone(), None)])
+        .await;
+    assert!(
+        matches!(r, Err(StoreError::AlreadyExists(ref k)) if *k == b),
+        "got {r:?}"
+    );
+    assert_eq!(
+        store.get(&a).await.expect("get"),
+        None,
+        "the first op of a failed batch must be rolled back"
+    );
+
+    let r = store
+        .write(vec![
+            WriteOp::Update {
+                key: b.clone(),
+                expected_version: 1,
+                spec: json!({"x": 1}),
+                labels: BTreeMap::new(),
+            },
+            WriteOp::Update {
+                key: b.clone(),
+                expected_version: 1,
+                spec: json!({"x": 2}),
+                labels: BTreeMap::new(),
+            },
+        ])
+        .await;
+    assert!(
+        matches!(r, Err(StoreError::Conflict { .. })),
+        "the second update saw version 2, got {r:?}"
+    );
+    let rec = store.get(&b).await.expect("get").expect("b");
+    assert_eq!(
+        (rec.version, rec.spec),
+        (1, json!({})),
+        "a failed batch must not keep its first update"
+    );
+    store
+        .write_one(WriteOp::Delete {
+            key: b,
+            expected_version: None,
+        })
+        .await
+        .expect("cleanup");
+}
+
+pub async fn listing(store: &dyn ResourceStore) {
+    let mut ops = vec![create(mesh("list-1"), None), create(mesh("list-2"), None)];
+    for i in 0..5 {
+        ops.push(WriteOp::Create {
+            key: secret("list-1", &format!("s{i}")),
+            spec: secret_spec("YQ=="),
+            labels: BTreeMap::new(),
+            owner: Some(mesh("list-1")),
+        });
+    }
+    ops.push(WriteOp::Create {
+        key: secret("list-2", "s0"),
+        spec: secret_spec("YQ=="),
+        labels: BTreeMap::new(),
+        owner: Some(mesh("list-2")),
+    });
+    store.write(ops).await.expect("seed");
+
+    let all = store
+        .list(&ListQuery::all(ResourceKind::Secret))
+        .await
+        .expect("list");
+    assert_eq!(all.total, 6);
+    let names: Vec<(String, String)> = all
+        .items
+        .iter()
+        .map(|r| (r.key.mesh.clone(), r.key.name.clone()))
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "lists are ordered by mesh, then name");
+
+    let page = store
+        .list(&ListQuery {
+            kind: ResourceKind::Secret,
+            mesh: Some("list-1".into()),
+            offset: 2,
+            limit: Some(2),
+        })
+        .await
+        .expect("page");
+    assert_eq!(page.total, 5, "total counts every match, not the page");
+    let names: Vec<&str> = page.items.iter().map(|r| r.key.name.as_str()).collect();
+    assert_eq!(names, vec!["s2", "s3"]);
+    let past = store
+        .list(&ListQuery {
+            kind: ResourceKind::Secret,
+            mesh: Some("list-1".into()),
+            offset: 10,
+            limit: Some(2),
+        })
+        .await
+        .expect("past the end");
+    assert!(past.items.is_empty());
+    assert_eq!(
+        store
+            .list_all(ResourceKind::Zone, None)
+            .await
+            .expect("zones")
+            .len(),
+        0
+    );
+    for m in ["list-1", "list-2"] {
+        store
+            .write_one(WriteOp::Delete {
+                key: mesh(m),
+                expected_version: None,
+            })
+            .await
+            .expect("cleanup");
+    }
+}
+
+pub async fn upserts(store: &dyn ResourceStore) {
+    let key = ResourceKey::global(ResourceKind::ZoneInsight, "upsert-zone");
+    let op = |v: i64| WriteOp::Upsert {
+        key: key.clone(),
+        spec: json!({"n": v}),
+        labels: BTreeMap::new(),
+        owner: None,
+    };
+    assert_eq!(
+        store
+            .write_one(op(1))
+            .await
+            .expect("insert")
+            .map(|r| r.version),
+        Some(1)
+    );
+    let rec = store
+        .write_one(op(2))
+        .await
+        .expect("replace")
+        .expect("record");
+    assert_eq!((rec.version, rec.spec), (2, json!({"n": 2})));
+    store
+        .write_one(WriteOp::Delete {
+            key,
+            expected_version: None,
+        })
+        .await
+        .expect("cleanup");
+}
+
+pub async fn events(store: &dyn ResourceStore) {
+    let mut rx = store.subscribe();
+    let key = mesh("events");
+    store
+        .write_one(create(key.clone(), None))
+        .await
+        .expect("create");
+    store
+        .write_one(WriteOp::Update {
+            key: key.clone(),
+            expected_version: 1,
+            spec: json!({}),
+            labels: BTreeMap::new(),
+        })
+        .await
+        .expect("update");
+    store
+        .write_one(WriteOp::Delete {
+            key: key.clone(),
+            expected_version: None,
+        })
+        .await
+        .expect("delete");
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+            Ok(Received::Event(e)) if e.key == key => seen.push((e.op, e.version)),
+            Ok(Received::Event(_)) => {}
+            other => panic!(
+                "expected create, update and delete events for {key}, got {seen:?} then {other:?}"
+            ),
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (ChangeOp::Create, 1),
+            (ChangeOp::Update, 2),
+            (ChangeOp::Delete, 2)
+        ]
+    );
+}

@@ -1,0 +1,8 @@
+use std::sync::Arc;
+
+use super::{conformance, memory::MemoryStore};
+
+#[tokio::test]
+async fn memory_store_conforms() {
+    conformance::run_all(Arc::new(MemoryStore::new())).await;
+}
