@@ -3,4 +3,5 @@
 pub mod config;
 pub mod readiness;
 pub mod signal;
+pub mod store_args;
 pub mod telemetry;
