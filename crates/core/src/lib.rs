@@ -12,6 +12,7 @@ pub mod model;
 pub mod runtime;
 pub mod store;
 pub mod template;
+pub mod tokens;
 pub mod validation;
 
 pub use validation::{FieldPath, ValidationError, Violation};

@@ -85,11 +85,20 @@ impl From<StoreError> for ManagerError {
             StoreError::AlreadyExists(k) => Self::Conflict(format!("{k} already exists")),
             e @ StoreError::Conflict { .. } => Self::Conflict(e.to_string()),
             StoreError::OwnerMissing { owner, .. } if owner.kind == ResourceKind::Mesh => {
-                Self::Invalid(ValidationError::single("mesh", format!("mesh of name {} is not found", owner.name)))
+                Self::Invalid(ValidationError::single(
+                    "mesh",
+                    format!("mesh of name {} is not found", owner.name),
+                ))
             }
-            e @ StoreError::OwnerMissing { .. } => Self::Invalid(ValidationError::single("", e.to_string())),
-            StoreError::Unavailable(m) => Self::Unavailable(format!("the store is unavailable: {m}")),
-            e @ (StoreError::Corrupt { .. } | StoreError::Internal(_)) => Self::Internal(e.to_string()),
+            e @ StoreError::OwnerMissing { .. } => {
+                Self::Invalid(ValidationError::single("", e.to_string()))
+            }
+            StoreError::Unavailable(m) => {
+                Self::Unavailable(format!("the store is unavailable: {m}"))
+            }
+            e @ (StoreError::Corrupt { .. } | StoreError::Internal(_)) => {
+                Self::Internal(e.to_string())
+            }
         }
     }
 }
@@ -102,8 +111,18 @@ pub struct ResourceManager {
 }
 
 impl ResourceManager {
-    pub fn new(store: Arc<dyn ResourceStore>, ca: CaRegistry, loader: Arc<dyn DataSourceLoader>, mode: Mode) -> Self {
-        Self { store, ca, loader, mode }
+    pub fn new(
+        store: Arc<dyn ResourceStore>,
+        ca: CaRegistry,
+        loader: Arc<dyn DataSourceLoader>,
+        mode: Mode,
+    ) -> Self {
+        Self {
+            store,
+            ca,
+            loader,
+            mode,
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn ResourceStore> {
@@ -155,13 +174,19 @@ impl ResourceManager {
             Mode::FederatedZone => format!(
                 "On a zone control plane you cannot modify {kind} resources: they are synced from the global control plane. Apply the change on the global control plane instead"
             ),
-            Mode::StandaloneZone => format!("{kind} resources are managed by the control plane itself"),
+            Mode::StandaloneZone => {
+                format!("{kind} resources are managed by the control plane itself")
+            }
         };
         Err(ManagerError::ReadOnly(msg))
     }
 
     /// Creates or updates a resource a user wrote, after every check Kuma makes.
-    pub async fn apply(&self, resource: Resource, opts: ApplyOptions) -> Result<(Applied, Vec<String>), ManagerError> {
+    pub async fn apply(
+        &self,
+        resource: Resource,
+        opts: ApplyOptions,
+    ) -> Result<(Applied, Vec<String>), ManagerError> {
         let kind = resource.kind();
         self.check_writable(kind)?;
         let key = resource.key();
@@ -195,14 +220,23 @@ impl ResourceManager {
         let mut ops = vec![primary];
         ops.append(&mut extra_ops);
         let mut results = self.store.write(ops).await?;
-        let record = results.swap_remove(0).ok_or_else(|| ManagerError::Internal(format!("BUG: no record returned for {key}")))?;
-        let applied = if current.is_some() { Applied::Updated(record) } else { Applied::Created(record) };
+        let record = results
+            .swap_remove(0)
+            .ok_or_else(|| ManagerError::Internal(format!("BUG: no record returned for {key}")))?;
+        let applied = if current.is_some() {
+            Applied::Updated(record)
+        } else {
+            Applied::Created(record)
+        };
         Ok((applied, warnings))
     }
 
     async fn require_mesh(&self, mesh: &str) -> Result<(), ManagerError> {
         if self.store.get(&ResourceKey::mesh(mesh)).await?.is_none() {
-            return Err(ManagerError::Invalid(ValidationError::single("mesh", format!("mesh of name {mesh} is not found"))));
+            return Err(ManagerError::Invalid(ValidationError::single(
+                "mesh",
+                format!("mesh of name {mesh} is not found"),
+            )));
         }
         Ok(())
     }
@@ -214,7 +248,10 @@ impl ResourceManager {
             return Ok(false);
         }
         let r = Resource::new(
-            crate::model::Meta { name: "default".into(), ..Default::default() },
+            crate::model::Meta {
+                name: "default".into(),
+                ..Default::default()
+            },
             Spec::Mesh(Default::default()),
         );
         match self.store.write(vec![WriteOp::create(&r, None)]).await {
@@ -228,5 +265,7 @@ impl ResourceManager {
 
 /// Mesh-scoped resources are owned by their Mesh, so deleting the Mesh deletes them.
 pub fn owner_of(key: &ResourceKey) -> Option<ResourceKey> {
-    key.kind.is_mesh_scoped().then(|| ResourceKey::mesh(key.mesh.clone()))
+    key.kind
+        .is_mesh_scoped()
+        .then(|| ResourceKey::mesh(key.mesh.clone()))
 }

@@ -20,7 +20,14 @@ impl ResourceManager {
             ResourceKind::Zone => self.check_zone_offline(&key.name).await?,
             _ => {}
         }
-        match self.store.write(vec![WriteOp::Delete { key: key.clone(), expected_version: opts.expected_version }]).await {
+        match self
+            .store
+            .write(vec![WriteOp::Delete {
+                key: key.clone(),
+                expected_version: opts.expected_version,
+            }])
+            .await
+        {
             Ok(_) => Ok(()),
             Err(StoreError::NotFound(k)) => Err(ManagerError::NotFound(k)),
             Err(e) => Err(e.into()),
@@ -31,10 +38,18 @@ impl ResourceManager {
         let Some((mesh, _)) = self.get(&ResourceKey::mesh(key.mesh.clone())).await? else {
             return Ok(());
         };
-        let Spec::Mesh(spec) = &mesh.spec else { return Ok(()) };
+        let Spec::Mesh(spec) = &mesh.spec else {
+            return Ok(());
+        };
         for backend in spec.backends() {
-            let Some(ca) = self.ca.get(backend.backend_type) else { continue };
-            if ca.used_secrets(&key.mesh, backend).iter().any(|s| *s == key.name) {
+            let Some(ca) = self.ca.get(backend.backend_type) else {
+                continue;
+            };
+            if ca
+                .used_secrets(&key.mesh, backend)
+                .iter()
+                .any(|s| *s == key.name)
+            {
                 return Err(ManagerError::Invalid(ValidationError::single(
                     "name",
                     format!(
@@ -48,7 +63,12 @@ impl ResourceManager {
     }
 
     async fn check_mesh_empty(&self, mesh: &str) -> Result<(), ManagerError> {
-        let q = ListQuery { kind: ResourceKind::Dataplane, mesh: Some(mesh.to_string()), offset: 0, limit: Some(1) };
+        let q = ListQuery {
+            kind: ResourceKind::Dataplane,
+            mesh: Some(mesh.to_string()),
+            offset: 0,
+            limit: Some(1),
+        };
         if self.store.list(&q).await?.total > 0 {
             return Err(ManagerError::Invalid(ValidationError::single(
                 "mesh",

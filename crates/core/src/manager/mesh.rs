@@ -13,8 +13,15 @@ use super::{ManagerError, ResourceManager};
 impl ResourceManager {
     /// Validates the Mesh's backends and returns the writes that create missing CA material, plus
     /// warnings for the client.
-    pub(super) async fn prepare_mesh(&self, mesh: &str, spec: &MeshSpec) -> Result<(Vec<WriteOp>, Vec<String>), ManagerError> {
-        let ctx = MeshCa { mesh, loader: self.loader.as_ref() };
+    pub(super) async fn prepare_mesh(
+        &self,
+        mesh: &str,
+        spec: &MeshSpec,
+    ) -> Result<(Vec<WriteOp>, Vec<String>), ManagerError> {
+        let ctx = MeshCa {
+            mesh,
+            loader: self.loader.as_ref(),
+        };
         let mut errors = ValidationError::new();
         let mut warnings = Vec::new();
         let skip = spec.skip_validation();
@@ -24,7 +31,10 @@ impl ResourceManager {
         let backends_path = FieldPath::root().field("mtls").field("backends");
         for (i, backend) in spec.backends().iter().enumerate() {
             let Some(ca) = self.ca.get(backend.backend_type) else {
-                errors.add(backends_path.index(i).field("type"), "could not find installed plugin for this type");
+                errors.add(
+                    backends_path.index(i).field("type"),
+                    "could not find installed plugin for this type",
+                );
                 continue;
             };
             if skip {
@@ -35,7 +45,11 @@ impl ResourceManager {
             if let Err(e) = result {
                 let conf = backends_path.index(i).field("conf");
                 for v in e.violations {
-                    let field = if v.field.is_empty() { conf.to_string() } else { format!("{conf}.{}", v.field) };
+                    let field = if v.field.is_empty() {
+                        conf.to_string()
+                    } else {
+                        format!("{conf}.{}", v.field)
+                    };
                     errors.add(field, v.reason);
                 }
             }
@@ -44,9 +58,14 @@ impl ResourceManager {
 
         let mut ops = Vec::new();
         for (i, backend) in spec.backends().iter().enumerate() {
-            let Some(ca) = self.ca.get(backend.backend_type) else { continue };
+            let Some(ca) = self.ca.get(backend.backend_type) else {
+                continue;
+            };
             let created: Vec<Resource> = ca.ensure(&ctx, backend).await.map_err(|e| {
-                ManagerError::Invalid(ValidationError::single(backends_path.index(i).field("conf"), e.message().to_string()))
+                ManagerError::Invalid(ValidationError::single(
+                    backends_path.index(i).field("conf"),
+                    e.message().to_string(),
+                ))
             })?;
             for r in created {
                 let owner = Some(crate::model::ResourceKey::mesh(mesh));

@@ -32,31 +32,63 @@ impl CaBackend for ScriptedCa {
             None => Ok(()),
         }
     }
-    async fn ensure(&self, ca: &MeshCa<'_>, b: &Backend) -> Result<Vec<Resource>, crate::ca::CaError> {
+    async fn ensure(
+        &self,
+        ca: &MeshCa<'_>,
+        b: &Backend,
+    ) -> Result<Vec<Resource>, crate::ca::CaError> {
         let name = crate::model::resource::builtin_cert_secret_name(ca.mesh, &b.name);
-        let exists = ca.loader.load(ca.mesh, &crate::model::DataSource::Secret(name.clone())).await.is_ok();
+        let exists = ca
+            .loader
+            .load(ca.mesh, &crate::model::DataSource::Secret(name.clone()))
+            .await
+            .is_ok();
         if exists {
             return Ok(vec![]);
         }
         Ok(vec![Resource::new(
-            Meta { name, mesh: ca.mesh.into(), ..Default::default() },
-            Spec::Secret(SecretSpec { data: SecretData::new(b"cert".to_vec()) }),
+            Meta {
+                name,
+                mesh: ca.mesh.into(),
+                ..Default::default()
+            },
+            Spec::Secret(SecretSpec {
+                data: SecretData::new(b"cert".to_vec()),
+            }),
         )])
     }
     fn used_secrets(&self, mesh: &str, b: &Backend) -> Vec<String> {
-        vec![crate::model::resource::builtin_cert_secret_name(mesh, &b.name)]
+        vec![crate::model::resource::builtin_cert_secret_name(
+            mesh, &b.name,
+        )]
     }
-    async fn root_certs(&self, _: &MeshCa<'_>, _: &Backend) -> Result<Vec<String>, crate::ca::CaError> {
+    async fn root_certs(
+        &self,
+        _: &MeshCa<'_>,
+        _: &Backend,
+    ) -> Result<Vec<String>, crate::ca::CaError> {
         Ok(vec![])
     }
-    async fn issue(&self, ca: &MeshCa<'_>, b: &Backend, _: &LeafRequest) -> Result<IssuedCert, crate::ca::CaError> {
-        Err(crate::ca::CaError::config(ca.mesh, &b.name, "not in this test"))
+    async fn issue(
+        &self,
+        ca: &MeshCa<'_>,
+        b: &Backend,
+        _: &LeafRequest,
+    ) -> Result<IssuedCert, crate::ca::CaError> {
+        Err(crate::ca::CaError::config(
+            ca.mesh,
+            &b.name,
+            "not in this test",
+        ))
     }
 }
 
 fn setup(mode: Mode) -> (ResourceManager, Arc<ScriptedCa>) {
     let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
-    let ca = Arc::new(ScriptedCa { fail_with: Mutex::new(None), validations: Mutex::new(0) });
+    let ca = Arc::new(ScriptedCa {
+        fail_with: Mutex::new(None),
+        validations: Mutex::new(0),
+    });
     let mut reg = CaRegistry::new();
     reg.register(ca.clone());
     let loader = Arc::new(StoreLoader::new(store.clone()));
@@ -68,86 +100,196 @@ fn parse(v: serde_json::Value) -> Resource {
 }
 
 fn mesh_with_builtin(name: &str, skip: bool) -> Resource {
-    parse(json!({"type": "Mesh", "name": name, "mtls": {"enabledBackend": "ca-1", "skipValidation": skip, "backends": [{"name": "ca-1", "type": "builtin"}]}}))
+    parse(
+        json!({"type": "Mesh", "name": name, "mtls": {"enabledBackend": "ca-1", "skipValidation": skip, "backends": [{"name": "ca-1", "type": "builtin"}]}}),
+    )
 }
 
 #[tokio::test]
 async fn create_then_update_and_ensure_once() {
     let (m, ca) = setup(Mode::Global);
-    let (applied, _) = m.apply(mesh_with_builtin("m1", false), ApplyOptions::default()).await.expect("create");
+    let (applied, _) = m
+        .apply(mesh_with_builtin("m1", false), ApplyOptions::default())
+        .await
+        .expect("create");
     assert!(matches!(applied, Applied::Created(ref r) if r.version == 1));
     let secret = ResourceKey::in_mesh(ResourceKind::Secret, "m1", "m1.ca-builtin-cert-ca-1");
-    let (_, v1) = m.get(&secret).await.expect("get").expect("CA secret created with the mesh");
-    let (applied, _) = m.apply(mesh_with_builtin("m1", false), ApplyOptions::default()).await.expect("update");
+    let (_, v1) = m
+        .get(&secret)
+        .await
+        .expect("get")
+        .expect("CA secret created with the mesh");
+    let (applied, _) = m
+        .apply(mesh_with_builtin("m1", false), ApplyOptions::default())
+        .await
+        .expect("update");
     assert!(matches!(applied, Applied::Updated(ref r) if r.version == 2));
     let (_, v2) = m.get(&secret).await.expect("get").expect("still there");
     assert_eq!(v1, v2, "an existing CA secret is never regenerated");
-    assert_eq!(*ca.validations.lock().expect("lock"), 2, "every create and update validates the backends");
+    assert_eq!(
+        *ca.validations.lock().expect("lock"),
+        2,
+        "every create and update validates the backends"
+    );
 }
 
 #[tokio::test]
 async fn failed_backend_validation_stores_nothing() {
     let (m, ca) = setup(Mode::Global);
-    *ca.fail_with.lock().expect("lock") = Some("Vault at http://x rejected the token: permission denied".into());
-    let err = m.apply(mesh_with_builtin("m2", false), ApplyOptions::default()).await.expect_err("refused");
-    let ManagerError::Invalid(v) = err else { panic!("expected Invalid, got {err:?}") };
+    *ca.fail_with.lock().expect("lock") =
+        Some("Vault at http://x rejected the token: permission denied".into());
+    let err = m
+        .apply(mesh_with_builtin("m2", false), ApplyOptions::default())
+        .await
+        .expect_err("refused");
+    let ManagerError::Invalid(v) = err else {
+        panic!("expected Invalid, got {err:?}")
+    };
     assert_eq!(v.violations[0].field, "mtls.backends[0].conf");
     assert!(v.violations[0].reason.contains("rejected the token"));
-    assert!(m.get(&ResourceKey::mesh("m2")).await.expect("get").is_none(), "nothing stored");
-    assert_eq!(m.store().list(&ListQuery::all(ResourceKind::Secret)).await.expect("list").total, 0);
+    assert!(
+        m.get(&ResourceKey::mesh("m2"))
+            .await
+            .expect("get")
+            .is_none(),
+        "nothing stored"
+    );
+    assert_eq!(
+        m.store()
+            .list(&ListQuery::all(ResourceKind::Secret))
+            .await
+            .expect("list")
+            .total,
+        0
+    );
 
-    let (_, warnings) = m.apply(mesh_with_builtin("m2", true), ApplyOptions::default()).await.expect("skipValidation accepts");
-    assert_eq!(warnings, vec!["skipValidation is set: the CA backends were not validated".to_string()]);
+    let (_, warnings) = m
+        .apply(mesh_with_builtin("m2", true), ApplyOptions::default())
+        .await
+        .expect("skipValidation accepts");
+    assert_eq!(
+        warnings,
+        vec!["skipValidation is set: the CA backends were not validated".to_string()]
+    );
 }
 
 #[tokio::test]
 async fn expected_version_detects_lost_updates() {
     let (m, _) = setup(Mode::Global);
-    m.apply(mesh_with_builtin("m3", true), ApplyOptions::default()).await.expect("create");
-    let err = m.apply(mesh_with_builtin("m3", true), ApplyOptions { expected_version: Some(7) }).await.expect_err("stale");
-    assert!(matches!(err, ManagerError::Conflict(ref s) if s.contains("expected version 7, found 1")), "{err:?}");
-    m.apply(mesh_with_builtin("m3", true), ApplyOptions { expected_version: Some(1) }).await.expect("current version");
+    m.apply(mesh_with_builtin("m3", true), ApplyOptions::default())
+        .await
+        .expect("create");
+    let err = m
+        .apply(
+            mesh_with_builtin("m3", true),
+            ApplyOptions {
+                expected_version: Some(7),
+            },
+        )
+        .await
+        .expect_err("stale");
+    assert!(
+        matches!(err, ManagerError::Conflict(ref s) if s.contains("expected version 7, found 1")),
+        "{err:?}"
+    );
+    m.apply(
+        mesh_with_builtin("m3", true),
+        ApplyOptions {
+            expected_version: Some(1),
+        },
+    )
+    .await
+    .expect("current version");
 }
 
 #[tokio::test]
 async fn secrets_need_their_mesh_and_are_protected_while_used() {
     let (m, _) = setup(Mode::Global);
     let secret = parse(json!({"type": "Secret", "mesh": "m4", "name": "s", "data": "YQ=="}));
-    let err = m.apply(secret.clone(), ApplyOptions::default()).await.expect_err("no mesh");
-    assert!(matches!(err, ManagerError::Invalid(ref v) if v.violations[0].reason == "mesh of name m4 is not found"), "{err:?}");
+    let err = m
+        .apply(secret.clone(), ApplyOptions::default())
+        .await
+        .expect_err("no mesh");
+    assert!(
+        matches!(err, ManagerError::Invalid(ref v) if v.violations[0].reason == "mesh of name m4 is not found"),
+        "{err:?}"
+    );
 
-    m.apply(mesh_with_builtin("m4", false), ApplyOptions::default()).await.expect("mesh");
-    m.apply(secret, ApplyOptions::default()).await.expect("secret");
+    m.apply(mesh_with_builtin("m4", false), ApplyOptions::default())
+        .await
+        .expect("mesh");
+    m.apply(secret, ApplyOptions::default())
+        .await
+        .expect("secret");
     let used = ResourceKey::in_mesh(ResourceKind::Secret, "m4", "m4.ca-builtin-cert-ca-1");
-    let err = m.delete(&used, DeleteOptions::default()).await.expect_err("in use");
-    let ManagerError::Invalid(v) = err else { panic!("{err:?}") };
+    let err = m
+        .delete(&used, DeleteOptions::default())
+        .await
+        .expect_err("in use");
+    let ManagerError::Invalid(v) = err else {
+        panic!("{err:?}")
+    };
     assert!(v.violations[0].reason.starts_with("The secret \"m4.ca-builtin-cert-ca-1\" that you are trying to remove is currently in use in Mesh \"m4\" in mTLS backend \"ca-1\""));
-    m.delete(&ResourceKey::in_mesh(ResourceKind::Secret, "m4", "s"), DeleteOptions::default()).await.expect("unused secret");
+    m.delete(
+        &ResourceKey::in_mesh(ResourceKind::Secret, "m4", "s"),
+        DeleteOptions::default(),
+    )
+    .await
+    .expect("unused secret");
 
     // Deleting the Mesh cascades to its Secrets.
-    m.delete(&ResourceKey::mesh("m4"), DeleteOptions::default()).await.expect("mesh");
+    m.delete(&ResourceKey::mesh("m4"), DeleteOptions::default())
+        .await
+        .expect("mesh");
     assert!(m.get(&used).await.expect("get").is_none());
 }
 
 #[tokio::test]
 async fn meshes_with_dataplanes_need_force() {
     let (m, _) = setup(Mode::StandaloneZone);
-    m.apply(mesh_with_builtin("m5", true), ApplyOptions::default()).await.expect("mesh");
-    let dp = parse(json!({"type": "Dataplane", "mesh": "m5", "name": "dp", "networking": {"address": "10.0.0.1", "inbound": [{"port": 80, "tags": {"kuma.io/service": "web"}}]}}));
+    m.apply(mesh_with_builtin("m5", true), ApplyOptions::default())
+        .await
+        .expect("mesh");
+    let dp = parse(
+        json!({"type": "Dataplane", "mesh": "m5", "name": "dp", "networking": {"address": "10.0.0.1", "inbound": [{"port": 80, "tags": {"kuma.io/service": "web"}}]}}),
+    );
     m.apply(dp, ApplyOptions::default()).await.expect("dp");
-    let err = m.delete(&ResourceKey::mesh("m5"), DeleteOptions::default()).await.expect_err("attached");
-    assert!(matches!(err, ManagerError::Invalid(ref v) if v.violations[0].reason == "unable to delete mesh, there are still some dataplanes attached"));
-    m.delete(&ResourceKey::mesh("m5"), DeleteOptions { force: true, ..Default::default() }).await.expect("forced");
+    let err = m
+        .delete(&ResourceKey::mesh("m5"), DeleteOptions::default())
+        .await
+        .expect_err("attached");
+    assert!(
+        matches!(err, ManagerError::Invalid(ref v) if v.violations[0].reason == "unable to delete mesh, there are still some dataplanes attached")
+    );
+    m.delete(
+        &ResourceKey::mesh("m5"),
+        DeleteOptions {
+            force: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("forced");
 }
 
 #[tokio::test]
 async fn read_only_kinds_per_mode() {
     let (g, _) = setup(Mode::Global);
-    let dp = parse(json!({"type": "Dataplane", "mesh": "default", "name": "dp", "networking": {"address": "10.0.0.1", "inbound": [{"port": 80, "tags": {"kuma.io/service": "web"}}]}}));
-    assert!(matches!(g.apply(dp, ApplyOptions::default()).await, Err(ManagerError::ReadOnly(_))));
+    let dp = parse(
+        json!({"type": "Dataplane", "mesh": "default", "name": "dp", "networking": {"address": "10.0.0.1", "inbound": [{"port": 80, "tags": {"kuma.io/service": "web"}}]}}),
+    );
+    assert!(matches!(
+        g.apply(dp, ApplyOptions::default()).await,
+        Err(ManagerError::ReadOnly(_))
+    ));
     let (z, _) = setup(Mode::FederatedZone);
-    assert!(matches!(z.apply(mesh_with_builtin("m6", true), ApplyOptions::default()).await, Err(ManagerError::ReadOnly(ref s)) if s.contains("global control plane")));
-    assert!(matches!(z.check_writable(ResourceKind::Zone), Err(ManagerError::ReadOnly(_))));
+    assert!(
+        matches!(z.apply(mesh_with_builtin("m6", true), ApplyOptions::default()).await, Err(ManagerError::ReadOnly(ref s)) if s.contains("global control plane"))
+    );
+    assert!(matches!(
+        z.check_writable(ResourceKind::Zone),
+        Err(ManagerError::ReadOnly(_))
+    ));
     let (s, _) = setup(Mode::StandaloneZone);
     assert!(s.check_writable(ResourceKind::Mesh).is_ok());
 }

@@ -19,7 +19,12 @@ pub struct CommonArgs {
     #[arg(long, env = "MESHPLANE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Log filter: a level (`info`, `debug`) or `tracing` directives (`info,meshplane_kds=debug`).
-    #[arg(long, env = "MESHPLANE_LOG_LEVEL", default_value = "info", value_name = "FILTER")]
+    #[arg(
+        long,
+        env = "MESHPLANE_LOG_LEVEL",
+        default_value = "info",
+        value_name = "FILTER"
+    )]
     pub log_level: String,
 }
 
@@ -50,7 +55,9 @@ pub fn parse<P: clap::Parser>() -> Result<P, ConfigError> {
 }
 
 /// Like [`parse`], from explicit arguments (for tests).
-pub fn parse_from<P: clap::Parser, I: IntoIterator<Item = T>, T: Into<OsString> + Clone>(args: I) -> Result<P, ConfigError> {
+pub fn parse_from<P: clap::Parser, I: IntoIterator<Item = T>, T: Into<OsString> + Clone>(
+    args: I,
+) -> Result<P, ConfigError> {
     let argv: Vec<OsString> = args.into_iter().map(Into::into).collect();
     let cmd = P::command();
     let matches = cmd.clone().try_get_matches_from(&argv)?;
@@ -68,7 +75,10 @@ pub fn parse_from<P: clap::Parser, I: IntoIterator<Item = T>, T: Into<OsString> 
     let Some(path) = m.try_get_one::<PathBuf>("config").ok().flatten().cloned() else {
         return Ok(P::from_arg_matches(&matches)?);
     };
-    let file_err = |reason: String| ConfigError::File { path: path.display().to_string(), reason };
+    let file_err = |reason: String| ConfigError::File {
+        path: path.display().to_string(),
+        reason,
+    };
     let text = std::fs::read_to_string(&path).map_err(|e| file_err(e.to_string()))?;
     let doc = crate::format::parse_yaml(&text).map_err(|e| file_err(e.to_string()))?;
     let Value::Object(entries) = doc else {
@@ -77,13 +87,26 @@ pub fn parse_from<P: clap::Parser, I: IntoIterator<Item = T>, T: Into<OsString> 
 
     let mut extra: Vec<OsString> = Vec::new();
     for (key, value) in entries {
-        let Some(arg) = cmd_ref.get_arguments().find(|a| a.get_long() == Some(key.as_str())) else {
-            let mut known: Vec<&str> = cmd_ref.get_arguments().filter_map(|a| a.get_long()).filter(|l| *l != "help" && *l != "config").collect();
+        let Some(arg) = cmd_ref
+            .get_arguments()
+            .find(|a| a.get_long() == Some(key.as_str()))
+        else {
+            let mut known: Vec<&str> = cmd_ref
+                .get_arguments()
+                .filter_map(|a| a.get_long())
+                .filter(|l| *l != "help" && *l != "config")
+                .collect();
             known.sort_unstable();
-            return Err(file_err(format!("unknown key {key:?} (known: {})", known.join(", "))));
+            return Err(file_err(format!(
+                "unknown key {key:?} (known: {})",
+                known.join(", ")
+            )));
         };
         let id = arg.get_id().as_str();
-        if matches!(m.value_source(id), Some(ValueSource::CommandLine | ValueSource::EnvVariable)) {
+        if matches!(
+            m.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        ) {
             continue;
         }
         let values = match value {
@@ -96,14 +119,20 @@ pub fn parse_from<P: clap::Parser, I: IntoIterator<Item = T>, T: Into<OsString> 
                 Value::Bool(b) => b.to_string(),
                 Value::Number(n) => n.to_string(),
                 Value::Null => continue,
-                other => return Err(file_err(format!("key {key:?}: expected a scalar or a list of scalars, got {other}"))),
+                other => {
+                    return Err(file_err(format!(
+                        "key {key:?}: expected a scalar or a list of scalars, got {other}"
+                    )));
+                }
             };
             match arg.get_action() {
                 ArgAction::SetTrue => {
                     if text == "true" {
                         extra.push(format!("--{key}").into());
                     } else if text != "false" {
-                        return Err(file_err(format!("key {key:?}: expected true or false, got {text:?}")));
+                        return Err(file_err(format!(
+                            "key {key:?}: expected true or false, got {text:?}"
+                        )));
                     }
                 }
                 _ => extra.push(format!("--{key}={text}").into()),
@@ -112,10 +141,17 @@ pub fn parse_from<P: clap::Parser, I: IntoIterator<Item = T>, T: Into<OsString> 
     }
     let mut merged = argv;
     merged.extend(extra);
-    let matches = P::command().try_get_matches_from(&merged).map_err(|e| match e.kind() {
-        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ConfigError::Clap(e),
-        _ => file_err(format!("a value from the file was refused: {}", e.render().to_string().trim())),
-    })?;
+    let matches = P::command()
+        .try_get_matches_from(&merged)
+        .map_err(|e| match e.kind() {
+            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                ConfigError::Clap(e)
+            }
+            _ => file_err(format!(
+                "a value from the file was refused: {}",
+                e.render().to_string().trim()
+            )),
+        })?;
     Ok(P::from_arg_matches(&matches)?)
 }
 
@@ -151,7 +187,11 @@ mod tests {
     struct RunArgs {
         #[command(flatten)]
         common: CommonArgs,
-        #[arg(long, env = "MESHPLANE_TEST_API_ADDR", default_value = "127.0.0.1:5681")]
+        #[arg(
+            long,
+            env = "MESHPLANE_TEST_API_ADDR",
+            default_value = "127.0.0.1:5681"
+        )]
         api_addr: std::net::SocketAddr,
         #[arg(long)]
         zone: Option<String>,
@@ -171,14 +211,22 @@ mod tests {
     fn file_fills_flags_and_flags_win() {
         let dir = tempfile::tempdir().expect("tempdir");
         let f = dir.path().join("c.yaml");
-        std::fs::write(&f, "api-addr: 127.0.0.1:9999\nzone: east\nverbose-thing: true\nlog-format: json\n").expect("write");
+        std::fs::write(
+            &f,
+            "api-addr: 127.0.0.1:9999\nzone: east\nverbose-thing: true\nlog-format: json\n",
+        )
+        .expect("write");
         let r = run(&["--config", f.to_str().expect("utf8")]).expect("parses");
         assert_eq!(r.api_addr.port(), 9999);
         assert_eq!(r.zone.as_deref(), Some("east"));
         assert!(r.verbose_thing);
         assert_eq!(r.common.log_format, LogFormat::Json);
         let r = run(&["--config", f.to_str().expect("utf8"), "--zone", "west"]).expect("parses");
-        assert_eq!(r.zone.as_deref(), Some("west"), "the flag wins over the file");
+        assert_eq!(
+            r.zone.as_deref(),
+            Some("west"),
+            "the flag wins over the file"
+        );
     }
 
     #[test]
@@ -186,18 +234,30 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let f = dir.path().join("c.yaml");
         std::fs::write(&f, "api-adr: 1\n").expect("write");
-        let e = run(&["--config", f.to_str().expect("utf8")]).expect_err("unknown key").to_string();
-        assert!(e.contains("unknown key \"api-adr\"") && e.contains("api-addr"), "{e}");
+        let e = run(&["--config", f.to_str().expect("utf8")])
+            .expect_err("unknown key")
+            .to_string();
+        assert!(
+            e.contains("unknown key \"api-adr\"") && e.contains("api-addr"),
+            "{e}"
+        );
         std::fs::write(&f, "api-addr: not-an-address\n").expect("write");
-        let e = run(&["--config", f.to_str().expect("utf8")]).expect_err("bad value").to_string();
+        let e = run(&["--config", f.to_str().expect("utf8")])
+            .expect_err("bad value")
+            .to_string();
         assert!(e.contains("--api-addr"), "{e}");
-        let e = run(&["--api-addr", "nope"]).expect_err("bad flag").to_string();
+        let e = run(&["--api-addr", "nope"])
+            .expect_err("bad flag")
+            .to_string();
         assert!(e.contains("--api-addr"), "{e}");
     }
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:REDACTED@h:5432/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:REDACTED@h:5432/db"
+        );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
     }
 }

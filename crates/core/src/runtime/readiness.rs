@@ -27,23 +27,41 @@ impl Readiness {
     /// Registers a task that must finish before the process is ready.
     pub fn register(&self, name: impl Into<String>) -> ReadyGuard {
         let id = {
-            let mut n = self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut n = self
+                .next
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             *n += 1;
             *n
         };
-        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, name.into());
-        ReadyGuard { id, pending: self.pending.clone() }
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, name.into());
+        ReadyGuard {
+            id,
+            pending: self.pending.clone(),
+        }
     }
 
     /// Names of tasks still pending, sorted.
     pub fn pending(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect();
+        let mut v: Vec<String> = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
         v.sort();
         v
     }
 
     pub fn is_ready(&self) -> bool {
-        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_empty()
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_empty()
     }
 }
 
@@ -53,7 +71,10 @@ impl ReadyGuard {
 
 impl Drop for ReadyGuard {
     fn drop(&mut self) {
-        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.id);
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.id);
     }
 }
 

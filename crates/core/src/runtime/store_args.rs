@@ -44,7 +44,9 @@ impl StoreArgs {
     pub fn resolve(&self) -> Result<(StoreKind, Option<&str>), StoreArgsError> {
         match (self.store, self.database_url.as_deref()) {
             (None, None) | (Some(StoreKind::Memory), None) => Ok((StoreKind::Memory, None)),
-            (None, Some(u)) | (Some(StoreKind::Postgres), Some(u)) => Ok((StoreKind::Postgres, Some(u))),
+            (None, Some(u)) | (Some(StoreKind::Postgres), Some(u)) => {
+                Ok((StoreKind::Postgres, Some(u)))
+            }
             (Some(StoreKind::Postgres), None) => Err(StoreArgsError::MissingUrl),
             (Some(StoreKind::Memory), Some(_)) => Err(StoreArgsError::UrlWithMemory),
         }

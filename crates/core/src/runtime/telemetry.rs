@@ -21,12 +21,22 @@ pub enum TelemetryError {
 
 /// Installs the global subscriber; logs go to stderr so stdout stays for command output.
 pub fn init(format: LogFormat, level: &str) -> Result<(), TelemetryError> {
-    let filter = EnvFilter::try_new(level).map_err(|e| TelemetryError::Filter(level.into(), e.to_string()))?;
+    let filter = EnvFilter::try_new(level)
+        .map_err(|e| TelemetryError::Filter(level.into(), e.to_string()))?;
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
-        LogFormat::Text => registry.with(fmt::layer().with_writer(std::io::stderr).with_target(false)).try_init(),
+        LogFormat::Text => registry
+            .with(fmt::layer().with_writer(std::io::stderr).with_target(false))
+            .try_init(),
         LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true).with_current_span(true).with_span_list(false).with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
     };
     result.map_err(|_| TelemetryError::AlreadyInitialised)
