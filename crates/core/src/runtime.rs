@@ -1,5 +1,6 @@
 //! Process-level pieces every binary shares: configuration, logging, readiness, shutdown.
 
+pub mod backoff;
 pub mod config;
 pub mod readiness;
 pub mod signal;

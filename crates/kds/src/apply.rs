@@ -1,0 +1,144 @@
+//! Applying a received push to the local store, resource by resource, so one bad resource is NACKed
+//! with its reason while the rest are applied.
+
+use std::collections::BTreeMap;
+
+use meshplane_core::{
+    model::{ResourceKey, Spec},
+    store::{ResourceStore, StoreError, WriteOp},
+};
+use serde_json::Value;
+
+use crate::{proto, version::version_of, view::key_of};
+
+/// Where and how a received resource is stored; `Err` rejects it with a reason.
+pub struct Placement {
+    pub key: ResourceKey,
+    pub labels: BTreeMap<String, String>,
+    pub owner: Option<ResourceKey>,
+}
+
+pub trait Policy: Send + Sync {
+    /// Maps a received upsert (already decoded) to its local key and labels, or refuses it.
+    fn place_upsert(
+        &self,
+        key: &ResourceKey,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Placement, String>;
+    /// Maps a received removal to the local key to delete, or refuses it.
+    fn place_removal(&self, key: &ResourceKey) -> Result<ResourceKey, String>;
+}
+
+/// What happened to one push.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub nacks: Vec<proto::Nack>,
+    pub applied: usize,
+    /// A store failure: the whole push should be NACKed and retried, not blamed on the resources.
+    pub store_error: Option<String>,
+}
+
+fn nack(r: &proto::ResourceRef, version: &str, reason: impl Into<String>) -> proto::Nack {
+    proto::Nack {
+        r#ref: Some(r.clone()),
+        version: version.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Validates every upsert, then writes all valid ones in one transaction (falling back to one write
+/// per resource if the batch fails, so one failure cannot block the others).
+pub async fn apply(store: &dyn ResourceStore, policy: &dyn Policy, push: &proto::Push) -> Outcome {
+    let mut out = Outcome::default();
+    let mut ops: Vec<(proto::ResourceRef, String, WriteOp)> = Vec::new();
+    for r in &push.upserts {
+        let empty = proto::ResourceRef::default();
+        let rref = r.r#ref.as_ref().unwrap_or(&empty);
+        let key = match key_of(rref) {
+            Ok(k) => k,
+            Err(e) => {
+                out.nacks.push(nack(rref, &r.version, e));
+                continue;
+            }
+        };
+        let spec: Value = match serde_json::from_slice(&r.spec) {
+            Ok(v) => v,
+            Err(e) => {
+                out.nacks
+                    .push(nack(rref, &r.version, format!("spec is not JSON: {e}")));
+                continue;
+            }
+        };
+        if let Err(e) = Spec::from_json(key.kind, &spec) {
+            out.nacks
+                .push(nack(rref, &r.version, format!("invalid {}: {e}", key.kind)));
+            continue;
+        }
+        let labels: BTreeMap<String, String> = r.labels.clone().into_iter().collect();
+        if version_of(&labels, &spec) != r.version {
+            out.nacks
+                .push(nack(rref, &r.version, "version does not match the content"));
+            continue;
+        }
+        match policy.place_upsert(&key, labels) {
+            Ok(p) => ops.push((
+                rref.clone(),
+                r.version.clone(),
+                WriteOp::Upsert {
+                    key: p.key,
+                    spec,
+                    labels: p.labels,
+                    owner: p.owner,
+                },
+            )),
+            Err(reason) => out.nacks.push(nack(rref, &r.version, reason)),
+        }
+    }
+    for rref in &push.removals {
+        let placed = key_of(rref).and_then(|k| policy.place_removal(&k));
+        match placed {
+            Ok(key) => ops.push((
+                rref.clone(),
+                String::new(),
+                WriteOp::Delete {
+                    key,
+                    expected_version: None,
+                },
+            )),
+            Err(reason) => out.nacks.push(nack(rref, "", reason)),
+        }
+    }
+    if ops.is_empty() {
+        return out;
+    }
+    let (refs, batch): (Vec<_>, Vec<_>) = ops.into_iter().map(|(r, v, op)| ((r, v), op)).unzip();
+    match store.write(batch.clone()).await {
+        Ok(_) => {
+            out.applied = batch.len();
+            return out;
+        }
+        Err(StoreError::Unavailable(e)) => {
+            out.store_error = Some(e);
+            return out;
+        }
+        Err(_) => {}
+    }
+    for ((rref, version), op) in refs.into_iter().zip(batch) {
+        match store.write(vec![op]).await {
+            Ok(_) | Err(StoreError::NotFound(_)) => out.applied += 1,
+            Err(StoreError::Unavailable(e)) => {
+                out.store_error = Some(e);
+                return out;
+            }
+            Err(StoreError::OwnerMissing { owner, .. }) => {
+                out.nacks.push(nack(
+                    &rref,
+                    &version,
+                    format!("{owner} does not exist here"),
+                ));
+            }
+            Err(e) => out.nacks.push(nack(&rref, &version, e.to_string())),
+        }
+    }
+    out
+}

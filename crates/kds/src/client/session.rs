@@ -1,0 +1,211 @@
+//! One connection of a zone to global: Hello, Welcome, initial reconcile both ways, then the link loop.
+
+use std::{sync::Arc, time::Duration};
+
+use meshplane_core::store::{Received, ResourceStore};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::{ClientConfig, ClientError, SyncStatus, endpoint, sides};
+use crate::{
+    link::{Inbound, Link, LinkConfig},
+    proto::{self, GlobalMessage, ZoneMessage, global_message, zone_message},
+    server::ZONE_HEADER,
+};
+
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn wrap_push(p: proto::Push) -> ZoneMessage {
+    ZoneMessage {
+        msg: Some(zone_message::Msg::Push(p)),
+    }
+}
+
+fn wrap_ack(a: proto::Ack) -> ZoneMessage {
+    ZoneMessage {
+        msg: Some(zone_message::Msg::Ack(a)),
+    }
+}
+
+fn read_token(cfg: &ClientConfig) -> Result<String, ClientError> {
+    let err = |reason: String| ClientError::Token {
+        path: cfg.token_file.display().to_string(),
+        reason,
+    };
+    let t = std::fs::read_to_string(&cfg.token_file).map_err(|e| err(e.to_string()))?;
+    let t = t.trim().to_string();
+    if t.is_empty() {
+        return Err(err("the file is empty".into()));
+    }
+    Ok(t)
+}
+
+/// Connects and syncs until the stream ends. `Ok` means global closed it cleanly.
+pub(super) async fn connect_and_sync(
+    cfg: &ClientConfig,
+    store: Arc<dyn ResourceStore>,
+    status: &watch::Sender<SyncStatus>,
+) -> Result<(), ClientError> {
+    let token = read_token(cfg)?;
+    let channel = endpoint(cfg)?
+        .connect()
+        .await
+        .map_err(|e| ClientError::Connect {
+            address: cfg.global_address.clone(),
+            reason: error_chain(&e),
+        })?;
+    let mut client = proto::kds_sync_client::KdsSyncClient::new(channel)
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .max_decoding_message_size(cfg.max_message)
+        .max_encoding_message_size(cfg.max_message);
+
+    // Subscribe before reading what we hold, so nothing committed in between is missed.
+    let mut sub = store.subscribe();
+    let known = sides::held_from_global(store.as_ref())
+        .await
+        .map_err(|e| ClientError::Stream(e.to_string()))?;
+    let (out_tx, out_rx) = mpsc::channel::<ZoneMessage>(64);
+    let hello = proto::Hello {
+        zone: cfg.zone.clone(),
+        instance_id: cfg.instance_id.clone(),
+        version: cfg.version.clone(),
+        known,
+    };
+    out_tx
+        .send(ZoneMessage {
+            msg: Some(zone_message::Msg::Hello(hello)),
+        })
+        .await
+        .map_err(|_| ClientError::Stream("could not queue Hello".into()))?;
+
+    let mut req = tonic::Request::new(ReceiverStream::new(out_rx));
+    let auth = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| ClientError::Token {
+            path: cfg.token_file.display().to_string(),
+            reason: "not a valid header value".into(),
+        })?;
+    req.metadata_mut().insert("authorization", auth);
+    req.metadata_mut().insert(
+        ZONE_HEADER,
+        cfg.zone.parse().map_err(|_| {
+            ClientError::Address(
+                cfg.zone.clone(),
+                "zone name is not a valid header value".into(),
+            )
+        })?,
+    );
+    let mut inbound = client
+        .sync(req)
+        .await
+        .map_err(ClientError::Refused)?
+        .into_inner();
+
+    let welcome = match tokio::time::timeout(WELCOME_TIMEOUT, inbound.message()).await {
+        Ok(Ok(Some(GlobalMessage {
+            msg: Some(global_message::Msg::Welcome(w)),
+        }))) => w,
+        Ok(Ok(Some(_))) => {
+            return Err(ClientError::Stream(
+                "global did not start with Welcome".into(),
+            ));
+        }
+        Ok(Ok(None)) => return Ok(()),
+        Ok(Err(s)) => return Err(ClientError::Refused(s)),
+        Err(_) => return Err(ClientError::Stream("no Welcome within 30s".into())),
+    };
+    status.send_modify(|s| {
+        s.connected = true;
+        s.connects += 1;
+        s.last_error = None;
+    });
+    tracing::info!(zone = %cfg.zone, global = %welcome.global_instance_id, "connected to global");
+
+    let lcfg = LinkConfig {
+        max_message: cfg.max_message,
+        send_timeout: cfg.send_timeout,
+        nack_backoff: cfg.nack_backoff,
+        peer: "global".into(),
+    };
+    let mut link = Link::new(
+        store.clone(),
+        Box::new(sides::ZoneOutbound {
+            zone: cfg.zone.clone(),
+        }),
+        Box::new(sides::ZonePolicy),
+        out_tx.clone(),
+        wrap_push,
+        wrap_ack,
+        lcfg,
+    );
+    link.initial_sync(&welcome.known)
+        .await
+        .map_err(|e| ClientError::Stream(e.to_string()))?;
+
+    let (in_tx, mut in_rx) = mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        loop {
+            let m = inbound.message().await;
+            let end = !matches!(m, Ok(Some(_)));
+            if in_tx.send(m).is_err() || end {
+                break;
+            }
+        }
+    });
+    let _abort = AbortOnDrop(reader);
+    loop {
+        let retry_at = link.next_retry();
+        tokio::select! {
+            m = in_rx.recv() => match m {
+                Some(Ok(Some(GlobalMessage { msg: Some(global_message::Msg::Push(p)) }))) => {
+                    let initial = p.initial;
+                    match link.handle_push(p).await.map_err(|e| ClientError::Stream(e.to_string()))? {
+                        Inbound::InitialDone => {
+                            status.send_modify(|s| s.synced_once = true);
+                            tracing::info!(zone = %cfg.zone, "in sync with global");
+                        }
+                        Inbound::Nothing if initial => {}
+                        Inbound::Nothing => {}
+                    }
+                }
+                Some(Ok(Some(GlobalMessage { msg: Some(global_message::Msg::Ack(a)) }))) => link.handle_ack(a),
+                Some(Ok(Some(_))) => return Err(ClientError::Stream("unexpected message from global".into())),
+                Some(Ok(None)) | None => return Ok(()),
+                Some(Err(s)) => return Err(ClientError::Stream(format!("{:?}: {}", s.code(), s.message()))),
+            },
+            ev = sub.recv() => match ev {
+                Received::Event(e) => link.handle_events(e, &mut sub).await.map_err(|e| ClientError::Stream(e.to_string()))?,
+                Received::Resync => link.resync().await.map_err(|e| ClientError::Stream(e.to_string()))?,
+                Received::Closed => return Err(ClientError::Stream("the zone's store closed".into())),
+            },
+            _ = sleep_until(retry_at), if retry_at.is_some() => link.retry_due().await.map_err(|e| ClientError::Stream(e.to_string()))?,
+        }
+    }
+}
+
+async fn sleep_until(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -1,0 +1,371 @@
+//! One side of a sync stream after the handshake: it pushes the local view's changes as the store
+//! commits them, applies the peer's pushes, and keeps per-type counters. Global and zone each run a
+//! `Link` inside their own session loop.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use meshplane_core::{
+    model::{ResourceKey, ResourceKind},
+    store::{ChangeEvent, Received, ResourceStore, StoreError, Subscription},
+};
+use tokio::sync::mpsc;
+
+use crate::{
+    apply::{Policy, apply},
+    chunk,
+    mirror::{Change, Mirror, split},
+    proto,
+    view::{Item, key_of},
+};
+
+/// The local view this side sends.
+#[async_trait]
+pub trait Outbound: Send + Sync {
+    /// The view key a store change on `key` affects, if it is part of the view.
+    fn view_key(&self, key: &ResourceKey) -> Option<ResourceKey>;
+    /// The current item for a view key; `None` when it does not exist (any more).
+    async fn current(
+        &self,
+        store: &dyn ResourceStore,
+        view_key: &ResourceKey,
+    ) -> Result<Option<Item>, StoreError>;
+    /// The whole view.
+    async fn full(
+        &self,
+        store: &dyn ResourceStore,
+    ) -> Result<BTreeMap<ResourceKey, Item>, StoreError>;
+}
+
+/// Per resource type: pushes sent, acknowledged, rejected (for ZoneInsight and metrics).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub sent: u64,
+    pub acked: u64,
+    pub rejected: u64,
+}
+
+pub type Stats = Arc<Mutex<BTreeMap<String, Counters>>>;
+
+/// Why a link stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("the peer stopped reading for {0:?}; closing the stream")]
+    SendTimeout(Duration),
+    #[error("the stream is closed")]
+    Closed,
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+pub struct LinkConfig {
+    pub max_message: usize,
+    pub send_timeout: Duration,
+    pub nack_backoff: Duration,
+    /// Names this side in logs ("zone east", "global").
+    pub peer: String,
+}
+
+/// What an inbound message meant, for the session loop.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Inbound {
+    Nothing,
+    /// The peer's initial reconcile is fully applied: this side is in sync.
+    InitialDone,
+}
+
+pub struct Link<T> {
+    store: Arc<dyn ResourceStore>,
+    outbound: Box<dyn Outbound>,
+    policy: Box<dyn Policy>,
+    tx: mpsc::Sender<T>,
+    wrap_push: fn(proto::Push) -> T,
+    wrap_ack: fn(proto::Ack) -> T,
+    mirror: Mirror,
+    cfg: LinkConfig,
+    /// Types contained in each unacknowledged push, by nonce.
+    pending: HashMap<String, Vec<String>>,
+    pub stats: Stats,
+    /// Pushes the peer acknowledged since the link started (for tests and insight).
+    nonce_seq: u64,
+    /// Last time a push of ours was acknowledged; when a push was sent and when it was acked.
+    pub ack_latency: Arc<Mutex<Vec<Duration>>>,
+    sent_at: HashMap<String, Instant>,
+}
+
+impl<T: Send + 'static> Link<T> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<dyn ResourceStore>,
+        outbound: Box<dyn Outbound>,
+        policy: Box<dyn Policy>,
+        tx: mpsc::Sender<T>,
+        wrap_push: fn(proto::Push) -> T,
+        wrap_ack: fn(proto::Ack) -> T,
+        cfg: LinkConfig,
+    ) -> Self {
+        Self {
+            store,
+            outbound,
+            policy,
+            tx,
+            wrap_push,
+            wrap_ack,
+            mirror: Mirror::default(),
+            cfg,
+            pending: HashMap::new(),
+            stats: Stats::default(),
+            nonce_seq: 0,
+            ack_latency: Arc::default(),
+            sent_at: HashMap::new(),
+        }
+    }
+
+    async fn send(&self, msg: T) -> Result<(), LinkError> {
+        match tokio::time::timeout(self.cfg.send_timeout, self.tx.send(msg)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(LinkError::Closed),
+            Err(_) => Err(LinkError::SendTimeout(self.cfg.send_timeout)),
+        }
+    }
+
+    /// Sends `changes` (split to fit the message limit) and records them as held by the peer.
+    async fn push(&mut self, changes: Vec<Change>, initial: bool) -> Result<(), LinkError> {
+        if changes.is_empty() && !initial {
+            return Ok(());
+        }
+        let (ups, rems) = split(&changes);
+        let mut seq = self.nonce_seq;
+        let (mut pushes, oversized) = chunk::pushes(&ups, &rems, self.cfg.max_message, || {
+            seq += 1;
+            seq.to_string()
+        });
+        self.nonce_seq = seq;
+        for o in &oversized {
+            tracing::error!(peer = %self.cfg.peer, error = %o, "resource not synced");
+            let mut stats = self
+                .stats
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            stats.entry(o.kind.clone()).or_default().rejected += 1;
+        }
+        // Oversized items are not held by the peer; everything else is.
+        let sent: Vec<Change> = changes
+            .into_iter()
+            .filter(|c| !matches!(c, Change::Upsert(i) if oversized.iter().any(|o| o.name == i.key.name && o.kind == i.key.kind.name())))
+            .collect();
+        self.mirror.mark_sent(&sent);
+        let n = pushes.len();
+        for (i, p) in pushes.iter_mut().enumerate() {
+            p.initial = initial;
+            p.initial_done = initial && i + 1 == n;
+        }
+        for p in pushes {
+            let mut types: Vec<String> = p
+                .upserts
+                .iter()
+                .filter_map(|r| r.r#ref.as_ref().map(|r| r.r#type.clone()))
+                .collect();
+            types.extend(p.removals.iter().map(|r| r.r#type.clone()));
+            types.sort();
+            types.dedup();
+            {
+                let mut stats = self
+                    .stats
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                for t in &types {
+                    stats.entry(t.clone()).or_default().sent += 1;
+                }
+            }
+            self.pending.insert(p.nonce.clone(), types);
+            self.sent_at.insert(p.nonce.clone(), Instant::now());
+            let msg = (self.wrap_push)(p);
+            self.send(msg).await?;
+        }
+        Ok(())
+    }
+
+    /// The first push after the handshake: exactly the difference from what the peer says it holds.
+    pub async fn initial_sync(
+        &mut self,
+        known: &[proto::KnownVersion],
+    ) -> Result<usize, LinkError> {
+        self.mirror = Mirror::from_known(known);
+        let current = self.outbound.full(self.store.as_ref()).await?;
+        let changes = self.mirror.full_diff(&current, Instant::now());
+        let n = changes.len();
+        self.push(changes, true).await?;
+        Ok(n)
+    }
+
+    /// A full re-diff, after the store said events may have been missed.
+    pub async fn resync(&mut self) -> Result<(), LinkError> {
+        let current = self.outbound.full(self.store.as_ref()).await?;
+        let changes = self.mirror.full_diff(&current, Instant::now());
+        self.push(changes, false).await
+    }
+
+    /// Handles a store event and every further event already waiting, as one batch.
+    pub async fn handle_events(
+        &mut self,
+        first: ChangeEvent,
+        sub: &mut Subscription,
+    ) -> Result<(), LinkError> {
+        let mut keys: Vec<ResourceKey> = Vec::new();
+        let mut resync = false;
+        let push_key = |keys: &mut Vec<ResourceKey>, ev: &ChangeEvent| {
+            if let Some(k) = self.outbound.view_key(&ev.key)
+                && !keys.contains(&k)
+            {
+                keys.push(k);
+            }
+        };
+        push_key(&mut keys, &first);
+        while keys.len() < 1024 {
+            match sub.recv().now_or_never() {
+                Some(Received::Event(ev)) => push_key(&mut keys, &ev),
+                Some(Received::Resync) => {
+                    resync = true;
+                    break;
+                }
+                Some(Received::Closed) | None => break,
+            }
+        }
+        if resync {
+            return self.resync().await;
+        }
+        let now = Instant::now();
+        let mut changes = Vec::new();
+        for k in keys {
+            let cur = self.outbound.current(self.store.as_ref(), &k).await?;
+            if let Some(c) = self.mirror.diff_one(&k, cur, now) {
+                changes.push(c);
+            }
+        }
+        self.push(changes, false).await
+    }
+
+    /// Re-sends resources whose NACK backoff has passed.
+    pub async fn retry_due(&mut self) -> Result<(), LinkError> {
+        let now = Instant::now();
+        let mut changes = Vec::new();
+        for k in self.mirror.due_retries(now) {
+            let cur = self.outbound.current(self.store.as_ref(), &k).await?;
+            if let Some(c) = self.mirror.diff_one(&k, cur, now) {
+                changes.push(c);
+            }
+        }
+        self.push(changes, false).await
+    }
+
+    pub fn next_retry(&self) -> Option<Instant> {
+        self.mirror.next_retry()
+    }
+
+    /// Applies a peer push and acknowledges it, or records the peer's acknowledgement of ours.
+    pub async fn handle_push(&mut self, p: proto::Push) -> Result<Inbound, LinkError> {
+        let outcome = apply(self.store.as_ref(), self.policy.as_ref(), &p).await;
+        let mut nacks = outcome.nacks;
+        if let Some(e) = &outcome.store_error {
+            // Our store failed, not the resources: NACK them all so the peer retries after its backoff.
+            tracing::warn!(peer = %self.cfg.peer, error = %e, "could not apply a sync push; the peer will retry");
+            nacks = p
+                .upserts
+                .iter()
+                .map(|r| proto::Nack {
+                    r#ref: r.r#ref.clone(),
+                    version: r.version.clone(),
+                    reason: format!("store unavailable: {e}"),
+                })
+                .chain(p.removals.iter().map(|r| proto::Nack {
+                    r#ref: Some(r.clone()),
+                    version: String::new(),
+                    reason: format!("store unavailable: {e}"),
+                }))
+                .collect();
+        }
+        for n in &nacks {
+            let what = n
+                .r#ref
+                .as_ref()
+                .map(|r| format!("{} {:?} mesh {:?}", r.r#type, r.name, r.mesh))
+                .unwrap_or_default();
+            tracing::warn!(peer = %self.cfg.peer, resource = %what, reason = %n.reason, "rejected a synced resource");
+        }
+        let ack = proto::Ack {
+            nonce: p.nonce.clone(),
+            nacks,
+        };
+        let msg = (self.wrap_ack)(ack);
+        self.send(msg).await?;
+        Ok(if p.initial_done && outcome.store_error.is_none() {
+            Inbound::InitialDone
+        } else {
+            Inbound::Nothing
+        })
+    }
+
+    pub fn handle_ack(&mut self, ack: proto::Ack) {
+        if let Some(at) = self.sent_at.remove(&ack.nonce) {
+            let mut l = self
+                .ack_latency
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if l.len() < 4096 {
+                l.push(at.elapsed());
+            }
+        }
+        let types = self.pending.remove(&ack.nonce).unwrap_or_default();
+        let now = Instant::now();
+        let mut rejected_types = Vec::new();
+        for n in &ack.nacks {
+            let Some(key) = n.r#ref.as_ref().and_then(|r| key_of(r).ok()) else {
+                continue;
+            };
+            tracing::warn!(peer = %self.cfg.peer, kind = %key.kind, mesh = %key.mesh, name = %key.name, reason = %n.reason, "peer rejected a resource; retrying after backoff");
+            self.mirror
+                .nacked(&key, &n.version, self.cfg.nack_backoff, now);
+            rejected_types.push(key.kind.name().to_string());
+        }
+        let mut stats = self
+            .stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for t in types {
+            let c = stats.entry(t.clone()).or_default();
+            if rejected_types.contains(&t) {
+                c.rejected += 1;
+            } else {
+                c.acked += 1;
+            }
+        }
+    }
+
+    pub fn held(&self) -> usize {
+        self.mirror.len()
+    }
+}
+
+/// Lists every record of `kinds` and maps it into the view.
+pub async fn full_view(
+    store: &dyn ResourceStore,
+    kinds: &[ResourceKind],
+    map: impl Fn(&meshplane_core::store::Record) -> Option<Item>,
+) -> Result<BTreeMap<ResourceKey, Item>, StoreError> {
+    let mut out = BTreeMap::new();
+    for kind in kinds {
+        let q = meshplane_core::store::ListQuery::all(*kind);
+        for rec in store.list(&q).await?.items {
+            if let Some(item) = map(&rec) {
+                out.insert(item.key.clone(), item);
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,217 @@
+//! The global side of sync: a tonic service that authenticates each zone by its token, then runs one
+//! session per stream. Every global replica serves zones; writes made through any replica reach every
+//! stream through the store's change events.
+
+mod insight;
+mod session;
+mod sides;
+
+use std::{
+    collections::HashMap,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::Stream;
+use meshplane_core::{
+    store::ResourceStore,
+    tokens::{TokenKind, Tokens, ZoneClaims},
+};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::proto::{self, GlobalMessage, ZoneMessage};
+
+/// Metadata key naming the zone, checked against the token's zone claim.
+pub const ZONE_HEADER: &str = "meshplane-zone";
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub instance_id: String,
+    pub version: String,
+    pub max_message: usize,
+    pub send_timeout: Duration,
+    pub nack_backoff: Duration,
+    /// How often a stream refreshes its ZoneInsight subscription (liveness and counters).
+    pub insight_flush: Duration,
+}
+
+impl ServerConfig {
+    pub fn new(instance_id: impl Into<String>) -> Self {
+        Self {
+            instance_id: instance_id.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            max_message: 16 * 1024 * 1024,
+            send_timeout: Duration::from_secs(60),
+            nack_backoff: Duration::from_secs(5),
+            insight_flush: Duration::from_secs(10),
+        }
+    }
+}
+
+struct Active {
+    stream_id: u64,
+    kill: watch::Sender<bool>,
+}
+
+pub(crate) struct Inner {
+    store: Arc<dyn ResourceStore>,
+    tokens: Tokens,
+    cfg: ServerConfig,
+    active: Mutex<HashMap<String, Active>>,
+    next_id: Mutex<u64>,
+    drain: drain::Watch,
+}
+
+#[derive(Clone)]
+pub struct KdsServer {
+    inner: Arc<Inner>,
+}
+
+impl KdsServer {
+    pub fn new(store: Arc<dyn ResourceStore>, cfg: ServerConfig, drain: drain::Watch) -> Self {
+        let tokens = Tokens::new(store.clone());
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                tokens,
+                cfg,
+                active: Mutex::default(),
+                next_id: Mutex::new(0),
+                drain,
+            }),
+        }
+    }
+
+    /// The tonic service, with gzip both ways and the message limit.
+    pub fn service(self) -> proto::kds_sync_server::KdsSyncServer<Self> {
+        let max = self.inner.cfg.max_message;
+        proto::kds_sync_server::KdsSyncServer::new(self)
+            .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max)
+    }
+
+    /// Zones with a stream open on this replica.
+    pub fn connected_zones(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .inner
+            .active
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Inner {
+    /// Registers a new stream for `zone`, closing an older one of the same zone on this replica
+    /// (a half-open stream behind a proxy would otherwise linger: Kuma PR 12983).
+    fn register(&self, zone: &str) -> (u64, watch::Receiver<bool>) {
+        let id = {
+            let mut n = self
+                .next_id
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *n += 1;
+            *n
+        };
+        let (kill, rx) = watch::channel(false);
+        let old = self
+            .active
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(
+                zone.to_string(),
+                Active {
+                    stream_id: id,
+                    kill,
+                },
+            );
+        if let Some(old) = old {
+            tracing::info!(
+                zone,
+                old_stream = old.stream_id,
+                new_stream = id,
+                "closing the older stream of a reconnected zone"
+            );
+            let _ = old.kill.send(true);
+        }
+        (id, rx)
+    }
+
+    fn unregister(&self, zone: &str, id: u64) {
+        let mut active = self
+            .active
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if active.get(zone).is_some_and(|a| a.stream_id == id) {
+            active.remove(zone);
+        }
+    }
+}
+
+fn bearer(req: &Request<Streaming<ZoneMessage>>) -> Option<String> {
+    let v = req.metadata().get("authorization")?.to_str().ok()?;
+    v.strip_prefix("Bearer ").map(|t| t.trim().to_string())
+}
+
+#[tonic::async_trait]
+impl proto::kds_sync_server::KdsSync for KdsServer {
+    type SyncStream = Pin<Box<dyn Stream<Item = Result<GlobalMessage, Status>> + Send>>;
+
+    async fn sync(
+        &self,
+        req: Request<Streaming<ZoneMessage>>,
+    ) -> Result<Response<Self::SyncStream>, Status> {
+        let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let claimed = req
+            .metadata()
+            .get(ZONE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let Some(token) = bearer(&req) else {
+            tracing::warn!(zone = %claimed, %peer, "zone refused: no zone token");
+            return Err(Status::unauthenticated(
+                "a zone token is required (authorization: Bearer <token>)",
+            ));
+        };
+        let verified = match self
+            .inner
+            .tokens
+            .verify::<ZoneClaims>(TokenKind::Zone, &token)
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(zone = %claimed, %peer, reason = %e, "zone refused: invalid zone token");
+                return Err(Status::unauthenticated(format!("zone token refused: {e}")));
+            }
+        };
+        if verified.claims.zone != claimed {
+            tracing::warn!(zone = %claimed, token_zone = %verified.claims.zone, %peer, "zone refused: token belongs to another zone");
+            return Err(Status::unauthenticated(format!(
+                "zone token is for zone {:?}, not {:?}",
+                verified.claims.zone, claimed
+            )));
+        }
+        let zone = claimed;
+        tracing::info!(zone = %zone, %peer, "zone authenticated");
+        let (tx, rx) = mpsc::channel::<Result<GlobalMessage, Status>>(64);
+        let inbound = req.into_inner();
+        let inner = self.inner.clone();
+        let span = tracing::info_span!("kds_stream", zone = %zone);
+        tokio::spawn(tracing::Instrument::instrument(
+            session::run(inner, zone, inbound, tx),
+            span,
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

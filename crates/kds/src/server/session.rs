@@ -1,0 +1,282 @@
+//! One zone's stream at global: handshake, initial reconcile, then pushes both ways until the zone
+//! goes away, a newer stream of the same zone replaces it, the Zone is deleted or disabled, or global
+//! drains.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Utc;
+use meshplane_core::{
+    model::{Meta, Resource, ResourceKey, ResourceKind, Spec, ZoneSpec},
+    store::{ChangeOp, Received, ResourceStore, ResourceStoreExt, StoreError, WriteOp},
+};
+use tokio::sync::mpsc;
+use tonic::{Status, Streaming};
+
+use super::{
+    Inner,
+    insight::Insight,
+    sides::{GlobalOutbound, GlobalPolicy, zone_known},
+};
+use crate::{
+    link::{Link, LinkConfig, LinkError},
+    proto::{self, GlobalMessage, ZoneMessage, global_message, zone_message},
+};
+
+const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+
+type Out = Result<GlobalMessage, Status>;
+
+fn wrap_push(p: proto::Push) -> Out {
+    Ok(GlobalMessage {
+        msg: Some(global_message::Msg::Push(p)),
+    })
+}
+
+fn wrap_ack(a: proto::Ack) -> Out {
+    Ok(GlobalMessage {
+        msg: Some(global_message::Msg::Ack(a)),
+    })
+}
+
+fn store_status(e: StoreError) -> Status {
+    Status::unavailable(format!("global's store is unavailable: {e}"))
+}
+
+impl From<LinkError> for Status {
+    fn from(e: LinkError) -> Self {
+        match e {
+            LinkError::Store(s) => store_status(s),
+            other => Status::unavailable(other.to_string()),
+        }
+    }
+}
+
+pub(super) async fn run(
+    inner: Arc<Inner>,
+    zone: String,
+    inbound: Streaming<ZoneMessage>,
+    tx: mpsc::Sender<Out>,
+) {
+    let started = std::time::Instant::now();
+    match session(&inner, &zone, inbound, &tx).await {
+        Ok(()) => tracing::info!(zone, duration = ?started.elapsed(), "zone stream closed"),
+        Err(status) => {
+            tracing::warn!(zone, code = ?status.code(), reason = status.message(), "zone stream ended");
+            let _ = tx.send(Err(status)).await;
+        }
+    }
+}
+
+/// Makes sure the Zone exists (zones appear by connecting, as in Kuma) and is enabled.
+async fn ensure_zone(store: &dyn ResourceStore, zone: &str) -> Result<(), Status> {
+    let key = ResourceKey::global(ResourceKind::Zone, zone);
+    match store.get_resource(&key).await.map_err(store_status)? {
+        Some((
+            Resource {
+                spec: Spec::Zone(z),
+                ..
+            },
+            _,
+        )) if !z.is_enabled() => Err(Status::permission_denied(format!(
+            "zone {zone:?} is disabled at global"
+        ))),
+        Some(_) => Ok(()),
+        None => {
+            let r = Resource::new(
+                Meta {
+                    name: zone.to_string(),
+                    ..Default::default()
+                },
+                Spec::Zone(ZoneSpec {
+                    enabled: Some(true),
+                }),
+            );
+            match store.write(vec![WriteOp::create(&r, None)]).await {
+                Ok(_) | Err(StoreError::AlreadyExists(_)) => Ok(()),
+                Err(e) => Err(store_status(e)),
+            }
+        }
+    }
+}
+
+async fn session(
+    inner: &Inner,
+    zone: &str,
+    mut inbound: Streaming<ZoneMessage>,
+    tx: &mpsc::Sender<Out>,
+) -> Result<(), Status> {
+    let store = inner.store.clone();
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+        Ok(Ok(Some(ZoneMessage {
+            msg: Some(zone_message::Msg::Hello(h)),
+        }))) => h,
+        Ok(Ok(Some(_))) => return Err(Status::invalid_argument("the first message must be Hello")),
+        Ok(Ok(None)) => return Ok(()),
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err(Status::deadline_exceeded("no Hello within 30s")),
+    };
+    if hello.zone != zone {
+        tracing::warn!(zone, hello_zone = %hello.zone, "zone refused: Hello names another zone than its token");
+        return Err(Status::unauthenticated(format!(
+            "Hello names zone {:?} but the token is for {zone:?}",
+            hello.zone
+        )));
+    }
+    ensure_zone(store.as_ref(), zone).await?;
+    let (stream_id, mut kill) = inner.register(zone);
+    let _unregister = Unregister {
+        inner,
+        zone,
+        id: stream_id,
+    };
+    // Subscribe before reading any state, so no change between the read and the loop is missed.
+    let mut sub = store.subscribe();
+    let insight = Insight {
+        store: store.as_ref(),
+        zone: zone.to_string(),
+        id: format!("{}-{stream_id}", inner.cfg.instance_id),
+    };
+    insight
+        .connect(&inner.cfg.instance_id, &hello.instance_id, &hello.version)
+        .await
+        .map_err(store_status)?;
+
+    let known = zone_known(store.as_ref(), zone)
+        .await
+        .map_err(store_status)?;
+    let welcome = GlobalMessage {
+        msg: Some(global_message::Msg::Welcome(proto::Welcome {
+            global_instance_id: inner.cfg.instance_id.clone(),
+            known,
+        })),
+    };
+    tx.send(Ok(welcome))
+        .await
+        .map_err(|_| Status::cancelled("zone went away"))?;
+
+    let cfg = LinkConfig {
+        max_message: inner.cfg.max_message,
+        send_timeout: inner.cfg.send_timeout,
+        nack_backoff: inner.cfg.nack_backoff,
+        peer: format!("zone {zone}"),
+    };
+    let mut link = Link::new(
+        store.clone(),
+        Box::new(GlobalOutbound),
+        Box::new(GlobalPolicy {
+            zone: zone.to_string(),
+        }),
+        tx.clone(),
+        wrap_push,
+        wrap_ack,
+        cfg,
+    );
+    let sent = link.initial_sync(&hello.known).await?;
+    tracing::info!(zone, zone_instance = %hello.instance_id, held_by_zone = hello.known.len(), changes = sent, "zone connected; initial reconcile sent");
+
+    // A separate reader keeps draining the zone's messages even while we wait to send, so neither
+    // side can block the other.
+    let (in_tx, mut in_rx) = mpsc::unbounded_channel::<Result<Option<ZoneMessage>, Status>>();
+    let reader = tokio::spawn(async move {
+        loop {
+            let m = inbound.message().await;
+            let end = !matches!(m, Ok(Some(_)));
+            if in_tx.send(m).is_err() || end {
+                break;
+            }
+        }
+    });
+    let _abort_reader = AbortOnDrop(reader);
+
+    let mut flush = tokio::time::interval(inner.cfg.insight_flush);
+    flush.tick().await;
+    let drained = inner.drain.clone().signaled();
+    tokio::pin!(drained);
+    let result: Result<(), Status> = loop {
+        let retry_at = link.next_retry();
+        tokio::select! {
+            _release = &mut drained => {
+                tracing::info!(zone, "global is shutting down; closing the zone stream");
+                break Ok(());
+            }
+            _ = kill.changed() => break Err(Status::aborted("a newer stream of this zone replaced this one")),
+            ev = sub.recv() => match ev {
+                Received::Event(e) => {
+                    if e.key == ResourceKey::global(ResourceKind::Zone, zone) {
+                        if e.op == ChangeOp::Delete {
+                            break Err(Status::permission_denied(format!("zone {zone:?} was deleted at global")));
+                        }
+                        if let Err(s) = ensure_zone(store.as_ref(), zone).await {
+                            break Err(s);
+                        }
+                    }
+                    if e.key == ResourceKey::global(ResourceKind::ZoneInsight, zone) && insight.superseded().await.unwrap_or(false) {
+                        break Err(Status::aborted("the zone reconnected to another global replica"));
+                    }
+                    if let Err(e) = link.handle_events(e, &mut sub).await { break Err(e.into()); }
+                }
+                Received::Resync => if let Err(e) = link.resync().await { break Err(e.into()); },
+                Received::Closed => break Err(Status::unavailable("global's store closed")),
+            },
+            m = in_rx.recv() => match m {
+                Some(Ok(Some(ZoneMessage { msg: Some(zone_message::Msg::Push(p)) }))) => {
+                    if let Err(e) = link.handle_push(p).await { break Err(e.into()); }
+                }
+                Some(Ok(Some(ZoneMessage { msg: Some(zone_message::Msg::Ack(a)) }))) => link.handle_ack(a),
+                Some(Ok(Some(_))) => break Err(Status::invalid_argument("unexpected message after Hello")),
+                // A clean end from the zone is a disconnect like any other.
+                Some(Ok(None)) | None => break Ok(()),
+                Some(Err(status)) => {
+                    tracing::info!(zone, code = ?status.code(), reason = status.message(), "zone stream broke");
+                    break Ok(());
+                }
+            },
+            _ = sleep_until(retry_at), if retry_at.is_some() => {
+                if let Err(e) = link.retry_due().await { break Err(e.into()); }
+            }
+            _ = flush.tick() => {
+                let stats = link.stats.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+                if let Err(e) = insight.heartbeat(&stats).await {
+                    tracing::warn!(zone, error = %e, "could not refresh the zone insight");
+                }
+            }
+        }
+    };
+    let stats = link
+        .stats
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    if let Err(e) = insight.disconnect(&stats).await {
+        tracing::warn!(zone, error = %e, "could not record the disconnect in the zone insight");
+    }
+    tracing::debug!(zone, at = %Utc::now(), "zone stream finished");
+    result
+}
+
+async fn sleep_until(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Unregister<'a> {
+    inner: &'a Inner,
+    zone: &'a str,
+    id: u64,
+}
+
+impl Drop for Unregister<'_> {
+    fn drop(&mut self) {
+        self.inner.unregister(self.zone, self.id);
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -1,0 +1,144 @@
+//! What global sends to a zone and how it stores what a zone sends.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use meshplane_core::{
+    model::{
+        ResourceKey, ResourceKind,
+        resource::{ORIGIN_LABEL, ZONE_LABEL},
+    },
+    store::{ResourceStore, StoreError},
+    tokens::TokenKind,
+};
+
+use crate::{
+    apply::{Placement, Policy},
+    link::{Outbound, full_view},
+    proto,
+    version::version_of,
+    view::{
+        DISPLAY_NAME_LABEL, GLOBAL_TO_ZONE, Item, ZONE_TO_GLOBAL, global_name, global_to_zone,
+        global_view_key, ref_of, zone_local_name,
+    },
+};
+
+pub struct GlobalOutbound;
+
+/// The store key behind a view key: public keys are derived from the private signing keys.
+fn store_key(view_key: &ResourceKey) -> ResourceKey {
+    if view_key.kind == ResourceKind::GlobalSecret {
+        for kind in TokenKind::all() {
+            if let Some(kid) = view_key
+                .name
+                .strip_prefix(&format!("{}-signing-public-key-", kind.prefix()))
+                && let Ok(kid) = kid.parse::<u32>()
+            {
+                return ResourceKey::global(ResourceKind::GlobalSecret, kind.signing_key_name(kid));
+            }
+        }
+    }
+    view_key.clone()
+}
+
+#[async_trait]
+impl Outbound for GlobalOutbound {
+    fn view_key(&self, key: &ResourceKey) -> Option<ResourceKey> {
+        global_view_key(key)
+    }
+
+    async fn current(
+        &self,
+        store: &dyn ResourceStore,
+        view_key: &ResourceKey,
+    ) -> Result<Option<Item>, StoreError> {
+        let rec = store.get(&store_key(view_key)).await?;
+        Ok(rec
+            .as_ref()
+            .and_then(global_to_zone)
+            .filter(|i| i.key == *view_key))
+    }
+
+    async fn full(
+        &self,
+        store: &dyn ResourceStore,
+    ) -> Result<BTreeMap<ResourceKey, Item>, StoreError> {
+        full_view(store, &GLOBAL_TO_ZONE, global_to_zone).await
+    }
+}
+
+/// Stores a zone's Dataplanes and insights as `<zone>.<name>`, labelled with the zone (whatever the
+/// zone claimed) and owned by the Zone resource.
+pub struct GlobalPolicy {
+    pub zone: String,
+}
+
+impl GlobalPolicy {
+    fn map(&self, key: &ResourceKey) -> Result<ResourceKey, String> {
+        if !ZONE_TO_GLOBAL.contains(&key.kind) {
+            return Err(format!(
+                "global does not accept {} resources from zones",
+                key.kind
+            ));
+        }
+        Ok(ResourceKey {
+            kind: key.kind,
+            mesh: key.mesh.clone(),
+            name: global_name(&self.zone, &key.name),
+        })
+    }
+}
+
+impl Policy for GlobalPolicy {
+    fn place_upsert(
+        &self,
+        key: &ResourceKey,
+        mut labels: BTreeMap<String, String>,
+    ) -> Result<Placement, String> {
+        let global_key = self.map(key)?;
+        labels.insert(ZONE_LABEL.into(), self.zone.clone());
+        labels.insert(ORIGIN_LABEL.into(), "zone".into());
+        labels.insert(DISPLAY_NAME_LABEL.into(), key.name.clone());
+        Ok(Placement {
+            key: global_key,
+            labels,
+            owner: Some(ResourceKey::global(ResourceKind::Zone, self.zone.clone())),
+        })
+    }
+
+    fn place_removal(&self, key: &ResourceKey) -> Result<ResourceKey, String> {
+        self.map(key)
+    }
+}
+
+/// What global holds of `zone`'s resources, under the zone's own names (for the Welcome).
+pub async fn zone_known(
+    store: &dyn ResourceStore,
+    zone: &str,
+) -> Result<Vec<proto::KnownVersion>, StoreError> {
+    let mut out = Vec::new();
+    for kind in ZONE_TO_GLOBAL {
+        for rec in store
+            .list(&meshplane_core::store::ListQuery::all(kind))
+            .await?
+            .items
+        {
+            if rec.labels.get(ZONE_LABEL).map(String::as_str) != Some(zone) {
+                continue;
+            }
+            let Some(local) = zone_local_name(zone, &rec.key.name) else {
+                continue;
+            };
+            let key = ResourceKey {
+                kind,
+                mesh: rec.key.mesh.clone(),
+                name: local.to_string(),
+            };
+            out.push(proto::KnownVersion {
+                r#ref: Some(ref_of(&key)),
+                version: version_of(&rec.labels, &rec.spec),
+            });
+        }
+    }
+    Ok(out)
+}
