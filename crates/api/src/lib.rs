@@ -10,6 +10,7 @@ mod overview;
 mod resources;
 mod routes;
 mod state;
+pub mod tokens;
 
 pub use error::ApiError;
 pub use routes::router;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use meshplane_core::{manager::ResourceManager, runtime::readiness::Readiness};
+use meshplane_core::{manager::ResourceManager, runtime::readiness::Readiness, tokens::Tokens};
 use prometheus_client::registry::Registry;
 
 /// Identity of this control plane, as `GET /` reports it.
@@ -25,4 +25,6 @@ pub struct ApiState {
     pub info: Arc<ServerInfo>,
     pub readiness: Readiness,
     pub metrics: Arc<Registry>,
+    /// Present at global, which issues tokens.
+    pub tokens: Option<Tokens>,
 }

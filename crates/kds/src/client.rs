@@ -117,6 +117,15 @@ pub fn endpoint(cfg: &ClientConfig) -> Result<Endpoint, ClientError> {
     Ok(ep)
 }
 
+/// One connection attempt, run until the stream ends (for tests and diagnostics).
+pub async fn connect_once(
+    cfg: &ClientConfig,
+    store: Arc<dyn ResourceStore>,
+    status: &watch::Sender<SyncStatus>,
+) -> Result<(), ClientError> {
+    session::connect_and_sync(cfg, store, status).await
+}
+
 /// Runs the sync client until `drain` is signaled.
 pub async fn run(
     cfg: ClientConfig,

@@ -13,5 +13,31 @@ pub mod client;
 pub mod link;
 pub mod mirror;
 pub mod server;
+pub mod tls;
 pub mod version;
 pub mod view;
+
+use std::time::Duration;
+
+/// Serves the sync service on `listener` with TLS until `drain` is signaled; open streams end first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    server: server::KdsServer,
+    tls: &tls::ServerTls,
+    keepalive: Duration,
+    drain: drain::Watch,
+) -> Result<(), tonic::transport::Error> {
+    let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let shutdown = drain.clone().signaled();
+    let fut = tonic::transport::Server::builder()
+        .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?
+        .http2_keepalive_interval(Some(keepalive))
+        .http2_keepalive_timeout(Some(keepalive))
+        .tcp_keepalive(Some(keepalive))
+        .add_service(server.service())
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _release = shutdown.await;
+        });
+    drain.ignore_signaled().release_after(fut).await
+}

@@ -62,7 +62,9 @@ pub(crate) struct Inner {
     cfg: ServerConfig,
     active: Mutex<HashMap<String, Active>>,
     next_id: Mutex<u64>,
-    drain: drain::Watch,
+    /// Handed to each session so a drain waits for open streams. Taken away once the drain starts,
+    /// so the server itself never holds the drain open and refuses new streams while draining.
+    drain: Mutex<Option<drain::Watch>>,
 }
 
 #[derive(Clone)]
@@ -73,16 +75,26 @@ pub struct KdsServer {
 impl KdsServer {
     pub fn new(store: Arc<dyn ResourceStore>, cfg: ServerConfig, drain: drain::Watch) -> Self {
         let tokens = Tokens::new(store.clone());
-        Self {
-            inner: Arc::new(Inner {
-                store,
-                tokens,
-                cfg,
-                active: Mutex::default(),
-                next_id: Mutex::new(0),
-                drain,
-            }),
-        }
+        let inner = Arc::new(Inner {
+            store,
+            tokens,
+            cfg,
+            active: Mutex::default(),
+            next_id: Mutex::new(0),
+            drain: Mutex::new(Some(drain.clone())),
+        });
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            let _release = drain.signaled().await;
+            if let Some(inner) = weak.upgrade() {
+                inner
+                    .drain
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take();
+            }
+        });
+        Self { inner }
     }
 
     /// The tonic service, with gzip both ways and the message limit.
@@ -204,12 +216,21 @@ impl proto::kds_sync_server::KdsSync for KdsServer {
         }
         let zone = claimed;
         tracing::info!(zone = %zone, %peer, "zone authenticated");
+        let Some(drain) = self
+            .inner
+            .drain
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+        else {
+            return Err(Status::unavailable("global is shutting down"));
+        };
         let (tx, rx) = mpsc::channel::<Result<GlobalMessage, Status>>(64);
         let inbound = req.into_inner();
         let inner = self.inner.clone();
         let span = tracing::info_span!("kds_stream", zone = %zone);
         tokio::spawn(tracing::Instrument::instrument(
-            session::run(inner, zone, inbound, tx),
+            session::run(inner, zone, inbound, tx, drain),
             span,
         ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

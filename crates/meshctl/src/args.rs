@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::{
     apply,
     client::{CliError, Client},
-    get,
+    generate, get, inspect,
 };
 
 #[derive(Debug, Parser)]
@@ -75,6 +75,21 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Show resources with their status.
+    Inspect {
+        #[command(subcommand)]
+        what: inspect::Inspect,
+        #[arg(short = 'm', long = "mesh", global = true, default_value = "default")]
+        mesh: String,
+        #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Generate tokens (at the global control plane).
+    #[command(subcommand)]
+    Generate(generate::Generate),
+    /// Revoke a token.
+    #[command(subcommand)]
+    Revoke(generate::Revoke),
 }
 
 pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
@@ -93,5 +108,8 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
             println!("deleted {} {name:?}", kind.name());
             Ok(())
         }
+        Command::Inspect { what, mesh, output } => inspect::run(&client, what, &mesh, output).await,
+        Command::Generate(g) => generate::generate(&client, g).await,
+        Command::Revoke(r) => generate::revoke(&client, r).await,
     }
 }

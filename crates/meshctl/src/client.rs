@@ -174,6 +174,24 @@ impl Client {
         Ok(status == StatusCode::CREATED)
     }
 
+    /// POSTs JSON and returns the body as text (tokens come back as text/plain).
+    pub async fn post_text(&self, path: &str, body: &Value) -> Result<String, CliError> {
+        let (_, v) = self
+            .send(self.req(reqwest::Method::POST, path).json(body), None)
+            .await?;
+        Ok(match v {
+            Value::String(s) => s,
+            other => other.to_string(),
+        })
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        Ok(self
+            .send(self.req(reqwest::Method::POST, path).json(body), None)
+            .await?
+            .1)
+    }
+
     pub async fn delete(
         &self,
         kind: ResourceKind,

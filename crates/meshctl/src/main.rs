@@ -4,7 +4,9 @@
 mod apply;
 mod args;
 mod client;
+mod generate;
 mod get;
+mod inspect;
 mod output;
 
 use std::process::ExitCode;

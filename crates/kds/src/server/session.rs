@@ -56,9 +56,10 @@ pub(super) async fn run(
     zone: String,
     inbound: Streaming<ZoneMessage>,
     tx: mpsc::Sender<Out>,
+    drain: drain::Watch,
 ) {
     let started = std::time::Instant::now();
-    match session(&inner, &zone, inbound, &tx).await {
+    match session(&inner, &zone, inbound, &tx, drain).await {
         Ok(()) => tracing::info!(zone, duration = ?started.elapsed(), "zone stream closed"),
         Err(status) => {
             tracing::warn!(zone, code = ?status.code(), reason = status.message(), "zone stream ended");
@@ -104,6 +105,7 @@ async fn session(
     zone: &str,
     mut inbound: Streaming<ZoneMessage>,
     tx: &mpsc::Sender<Out>,
+    drain: drain::Watch,
 ) -> Result<(), Status> {
     let store = inner.store.clone();
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
@@ -190,7 +192,7 @@ async fn session(
 
     let mut flush = tokio::time::interval(inner.cfg.insight_flush);
     flush.tick().await;
-    let drained = inner.drain.clone().signaled();
+    let drained = drain.signaled();
     tokio::pin!(drained);
     let result: Result<(), Status> = loop {
         let retry_at = link.next_retry();

@@ -1,0 +1,188 @@
+//! `meshctl inspect zones | dataplanes`: resources joined with their insights.
+
+use chrono::{DateTime, Utc};
+use clap::Subcommand;
+use serde_json::Value;
+
+use crate::{
+    args::OutputFormat,
+    client::{CliError, Client},
+    output,
+};
+
+#[derive(Debug, Subcommand)]
+pub enum Inspect {
+    /// Zones with their sync status (global only).
+    Zones,
+    /// Dataplanes with their certificate status.
+    Dataplanes,
+}
+
+fn ago(t: Option<&str>) -> String {
+    let Some(t) = t.and_then(|t| t.parse::<DateTime<Utc>>().ok()) else {
+        return "never".into();
+    };
+    let secs = (Utc::now() - t).num_seconds();
+    if secs < 0 {
+        let s = -secs;
+        return match s {
+            0..=59 => format!("in {s}s"),
+            60..=3599 => format!("in {}m", s / 60),
+            3600..=86399 => format!("in {}h", s / 3600),
+            _ => format!("in {}d", s / 86400),
+        };
+    }
+    match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m", secs / 60),
+        3600..=86399 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86400),
+    }
+}
+
+fn online(insight: &Value) -> bool {
+    let Some(last) = insight
+        .get("subscriptions")
+        .and_then(Value::as_array)
+        .and_then(|s| s.last())
+    else {
+        return false;
+    };
+    if last.get("disconnectTime").is_some() {
+        return false;
+    }
+    let seen = last
+        .get("lastSeenTime")
+        .or_else(|| last.get("connectTime"))
+        .and_then(Value::as_str)
+        .and_then(|t| t.parse::<DateTime<Utc>>().ok());
+    seen.is_some_and(|t| (Utc::now() - t).num_seconds() <= 30)
+}
+
+pub async fn run(
+    client: &Client,
+    what: Inspect,
+    mesh: &str,
+    out: OutputFormat,
+) -> Result<(), CliError> {
+    let (path, zones) = match what {
+        Inspect::Zones => ("/zones/_overview".to_string(), true),
+        Inspect::Dataplanes => (format!("/meshes/{mesh}/dataplanes/_overview"), false),
+    };
+    let items = client.list(&path).await?;
+    match out {
+        OutputFormat::Json => output::print_json(&Value::Array(items)),
+        OutputFormat::Yaml => output::print_yaml(&Value::Array(items)),
+        OutputFormat::Table if zones => {
+            let rows: Vec<Vec<String>> = items
+                .iter()
+                .map(|z| {
+                    let ins = z.get("zoneInsight").cloned().unwrap_or(Value::Null);
+                    let last = ins
+                        .get("subscriptions")
+                        .and_then(Value::as_array)
+                        .and_then(|s| s.last())
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    let total = last
+                        .pointer("/status/total")
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    let n = |k: &str| {
+                        total
+                            .get(k)
+                            .and_then(Value::as_u64)
+                            .unwrap_or(0)
+                            .to_string()
+                    };
+                    vec![
+                        z.get("name").and_then(Value::as_str).unwrap_or("").into(),
+                        if online(&ins) {
+                            "Online".into()
+                        } else {
+                            "Offline".into()
+                        },
+                        ago(last.get("connectTime").and_then(Value::as_str)),
+                        n("responsesSent"),
+                        n("responsesAcknowledged"),
+                        n("responsesRejected"),
+                        last.pointer("/version/meshplane")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .into(),
+                    ]
+                })
+                .collect();
+            output::print_rows(
+                &[
+                    "NAME",
+                    "STATUS",
+                    "LAST CONNECTED AGO",
+                    "SENT",
+                    "ACKED",
+                    "REJECTED",
+                    "ZONE-CP-VERSION",
+                ],
+                &rows,
+            );
+        }
+        OutputFormat::Table => {
+            let rows: Vec<Vec<String>> = items
+                .iter()
+                .map(|d| {
+                    let labels = d.get("labels").cloned().unwrap_or(Value::Null);
+                    let name = labels
+                        .get("kuma.io/display-name")
+                        .and_then(Value::as_str)
+                        .or_else(|| d.get("name").and_then(Value::as_str))
+                        .unwrap_or("");
+                    let zone = labels
+                        .get("kuma.io/zone")
+                        .and_then(Value::as_str)
+                        .unwrap_or("-");
+                    let services: Vec<&str> = d
+                        .pointer("/dataplane/networking/inbound")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|i| i.pointer("/tags/kuma.io~1service").and_then(Value::as_str))
+                        .collect();
+                    let mtls = d
+                        .pointer("/dataplaneInsight/mTLS")
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    let s = |k: &str| mtls.get(k).and_then(Value::as_str);
+                    vec![
+                        d.get("mesh").and_then(Value::as_str).unwrap_or("").into(),
+                        name.into(),
+                        zone.into(),
+                        services.join(","),
+                        s("issuedBackend").unwrap_or("-").into(),
+                        s("certificateExpirationTime").map_or("-".into(), |t| ago(Some(t))),
+                        s("lastCertificateRegeneration").map_or("-".into(), |t| ago(Some(t))),
+                        mtls.get("certificateRegenerations")
+                            .and_then(Value::as_u64)
+                            .unwrap_or(0)
+                            .to_string(),
+                        s("lastError").unwrap_or("-").chars().take(60).collect(),
+                    ]
+                })
+                .collect();
+            output::print_rows(
+                &[
+                    "MESH",
+                    "NAME",
+                    "ZONE",
+                    "SERVICE",
+                    "BACKEND",
+                    "CERT EXPIRATION",
+                    "CERT REGENERATED AGO",
+                    "CERT REGENERATIONS",
+                    "LAST ERROR",
+                ],
+                &rows,
+            );
+        }
+    }
+    Ok(())
+}
