@@ -97,7 +97,7 @@ fn format_kuma(d: Duration) -> String {
     }
     for (unit, millis) in UNITS.iter().skip(1).chain(UNITS.iter().take(1)) {
         let m = u128::from(*millis);
-        if ms % m == 0 {
+        if ms.is_multiple_of(m) {
             return format!("{}{unit}", ms / m);
         }
     }

@@ -356,7 +356,7 @@ impl Tokens {
                 found: env.typ,
             });
         }
-        if self.revoked(kind).await?.iter().any(|j| *j == env.jti) {
+        if self.revoked(kind).await?.contains(&env.jti) {
             return Err(TokenError::Revoked);
         }
         Ok(Verified {

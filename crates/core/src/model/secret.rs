@@ -51,9 +51,7 @@ pub struct SecretSpec {
 impl SecretSpec {
     pub(crate) fn decode(d: &mut Decoder, o: &mut Obj<'_>) -> Option<Self> {
         let path = o.path().field("data");
-        let Some(text) = o.req_string(d, "data") else {
-            return None;
-        };
+        let text = o.req_string(d, "data")?;
         let cleaned: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
         match base64::engine::general_purpose::STANDARD.decode(cleaned) {
             Ok(bytes) if bytes.is_empty() => {
