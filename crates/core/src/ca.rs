@@ -162,6 +162,36 @@ pub trait CaBackend: Send + Sync + 'static {
         backend: &Backend,
         req: &LeafRequest,
     ) -> Result<IssuedCert, CaError>;
+
+    /// Issues an X.509-SVID for one of the dataplane's services: the same leaf profile, but exactly
+    /// one URI SAN, `spiffe://<mesh>/<service>` (the SPIFFE Workload API refuses more).
+    async fn issue_svid(
+        &self,
+        ca: &MeshCa<'_>,
+        backend: &Backend,
+        req: &LeafRequest,
+        service: &str,
+    ) -> Result<IssuedCert, CaError> {
+        let _ = (req, service);
+        Err(CaError::config(
+            ca.mesh,
+            &backend.name,
+            "this backend cannot issue X.509-SVIDs",
+        ))
+    }
+
+    /// Credentials the backend holds and when they expire, for the `vault_token_ttl_seconds` gauge.
+    fn credential_expiries(&self) -> Vec<CredentialExpiry> {
+        Vec::new()
+    }
+}
+
+/// One credential a backend keeps (a Vault token) and the seconds it has left.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CredentialExpiry {
+    pub mesh: String,
+    pub backend: String,
+    pub seconds_left: f64,
 }
 
 /// The installed backend types.

@@ -45,8 +45,7 @@ impl ResourceManager {
             let Some(ca) = self.ca.get(backend.backend_type) else {
                 continue;
             };
-            if ca.used_secrets(&key.mesh, backend).contains(&key.name)
-            {
+            if ca.used_secrets(&key.mesh, backend).contains(&key.name) {
                 return Err(ManagerError::Invalid(ValidationError::single(
                     "name",
                     format!(

@@ -231,12 +231,20 @@ pub struct MtlsInsight {
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DataplaneCertificateSpec {
+    /// The dataplane it belongs to.
+    #[serde(default)]
+    pub dataplane: String,
+    /// `None` for the mesh certificate, the service for an X.509-SVID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub svid_service: Option<String>,
     /// The backend that issued it.
     pub backend: String,
     /// A digest of what the certificate was issued for (identity, backend conf); a change means re-issue.
     pub fingerprint: String,
     pub cert_pem: String,
     pub key_pem: String,
+    #[serde(default)]
+    pub chain_pem: Vec<String>,
     pub not_before: DateTime<Utc>,
     pub not_after: DateTime<Utc>,
     /// When it was issued (the start of the renewal clock).

@@ -109,6 +109,9 @@ fn decode_spec(d: &mut Decoder, o: &mut Obj<'_>, kind: ResourceKind) -> Option<S
             d,
             o,
             &[
+                "dataplane",
+                "svidService",
+                "chainPem",
                 "backend",
                 "fingerprint",
                 "certPem",

@@ -1,0 +1,195 @@
+//! One issuance, run as a future outside the worker: ask the backend, then persist the certificate
+//! and report it in the dataplane's insight, so the worker never waits on I/O.
+
+use std::{sync::Arc, time::Duration};
+
+use meshplane_core::{
+    ca::{CaError, IssuedCert, LeafRequest, MeshCa},
+    model::{
+        Backend, Meta, Resource, ResourceKey, ResourceKind, Spec, TagSet,
+        dataplane::DataplaneCertificateSpec,
+    },
+    store::{StoreError, WriteOp},
+};
+
+use crate::{
+    Deps, insight,
+    state::{CertKey, Identity, Profile},
+};
+
+/// What an entry wants issued.
+#[derive(Clone, Debug)]
+pub struct Order {
+    pub backend: Backend,
+    pub tags: TagSet,
+    pub validity: Duration,
+    pub fingerprint: String,
+    /// Backends of the mesh (for the insight's `supportedBackends`).
+    pub supported: Vec<String>,
+}
+
+pub struct Done {
+    pub key: CertKey,
+    pub generation: u64,
+    pub fingerprint: String,
+    pub backend: String,
+    pub result: Result<Arc<Identity>, CaError>,
+    pub elapsed: Duration,
+}
+
+/// How long one issuance may take when the backend sets no `dpCert.requestTimeout`.
+pub const DEFAULT_ISSUE_TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn call_backend(deps: &Deps, key: &CertKey, order: &Order) -> Result<IssuedCert, CaError> {
+    let mesh = key.mesh.as_str();
+    let backend = &order.backend;
+    let ca = deps.ca.get(backend.backend_type).ok_or_else(|| {
+        CaError::config(
+            mesh,
+            &backend.name,
+            format!("no {} backend is installed", backend.backend_type.name()),
+        )
+    })?;
+    let ctx = MeshCa {
+        mesh,
+        loader: deps.loader.as_ref(),
+    };
+    let req = LeafRequest {
+        mesh: mesh.to_string(),
+        dataplane: key.dataplane.clone(),
+        tags: order.tags.clone(),
+        validity: order.validity,
+    };
+    let timeout = backend
+        .dp_cert_request_timeout()
+        .unwrap_or(DEFAULT_ISSUE_TIMEOUT);
+    let call = async {
+        match &key.profile {
+            Profile::Mesh => ca.issue(&ctx, backend, &req).await,
+            Profile::Svid(service) => ca.issue_svid(&ctx, backend, &req, service).await,
+        }
+    };
+    match tokio::time::timeout(timeout, call).await {
+        Ok(r) => r,
+        Err(_) => Err(CaError::Transient {
+            mesh: mesh.into(),
+            backend: backend.name.clone(),
+            message: format!("issuing took longer than {timeout:?} (dpCert.requestTimeout)"),
+            retry_after: None,
+        }),
+    }
+}
+
+async fn persist(deps: &Deps, id: &Identity, regenerations: u64) -> Result<(), StoreError> {
+    let spec = DataplaneCertificateSpec {
+        dataplane: id.key.dataplane.clone(),
+        svid_service: match &id.key.profile {
+            Profile::Mesh => None,
+            Profile::Svid(s) => Some(s.clone()),
+        },
+        backend: id.backend.clone(),
+        fingerprint: id.fingerprint.clone(),
+        cert_pem: id.cert_pem.clone(),
+        key_pem: id.key_pem.clone(),
+        chain_pem: id.chain_pem.clone(),
+        not_before: id.not_before,
+        not_after: id.not_after,
+        issued_at: id.issued_at,
+        regenerations,
+    };
+    let r = Resource::new(
+        Meta {
+            name: id.key.record_name(),
+            mesh: id.key.mesh.clone(),
+            ..Default::default()
+        },
+        Spec::DataplaneCertificate(spec),
+    );
+    let owner = ResourceKey::in_mesh(
+        ResourceKind::Dataplane,
+        id.key.mesh.clone(),
+        id.key.dataplane.clone(),
+    );
+    match deps
+        .store
+        .write(vec![WriteOp::upsert(&r, Some(owner))])
+        .await
+    {
+        // The dataplane left while we issued: nothing to keep.
+        Ok(_) | Err(StoreError::OwnerMissing { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Issues, persists and reports one certificate.
+pub async fn run(
+    deps: Deps,
+    key: CertKey,
+    generation: u64,
+    order: Order,
+    regenerations: u64,
+) -> Done {
+    let started = tokio::time::Instant::now();
+    let result = call_backend(&deps, &key, &order).await.map(|c| {
+        Arc::new(Identity {
+            key: key.clone(),
+            backend: order.backend.name.clone(),
+            cert_pem: c.cert_pem,
+            key_pem: c.key_pem,
+            chain_pem: c.chain_pem,
+            not_before: c.not_before,
+            not_after: c.not_after,
+            issued_at: deps.clock.now(),
+            fingerprint: order.fingerprint.clone(),
+        })
+    });
+    let elapsed = started.elapsed();
+    let now = deps.clock.now();
+    match &result {
+        Ok(id) => {
+            if let Err(e) = persist(&deps, id, regenerations + 1).await {
+                // Still served; only a restart would re-issue it.
+                tracing::warn!(mesh = %key.mesh, dataplane = %key.dataplane, error = %e, "could not persist an issued certificate");
+            }
+            if key.profile == Profile::Mesh {
+                let (backend, not_after) = (id.backend.clone(), id.not_after);
+                let r = insight::update(deps.store.as_ref(), &key.mesh, &key.dataplane, |s| {
+                    insight::issued(
+                        s.mtls.get_or_insert_with(Default::default),
+                        &backend,
+                        not_after,
+                        now,
+                        &order.supported,
+                    )
+                })
+                .await;
+                if let Err(e) = r {
+                    tracing::warn!(mesh = %key.mesh, dataplane = %key.dataplane, error = %e, "could not update the dataplane insight");
+                }
+            }
+        }
+        Err(err) => {
+            let msg = err.to_string();
+            let r = insight::update(deps.store.as_ref(), &key.mesh, &key.dataplane, |s| {
+                insight::failed(
+                    s.mtls.get_or_insert_with(Default::default),
+                    &msg,
+                    now,
+                    &order.supported,
+                )
+            })
+            .await;
+            if let Err(e) = r {
+                tracing::warn!(mesh = %key.mesh, dataplane = %key.dataplane, error = %e, "could not update the dataplane insight");
+            }
+        }
+    }
+    Done {
+        key,
+        generation,
+        fingerprint: order.fingerprint,
+        backend: order.backend.name,
+        result,
+        elapsed,
+    }
+}

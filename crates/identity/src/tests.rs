@@ -1,0 +1,396 @@
+//! Manager behaviour under paused time, with a scripted backend that counts and times its calls.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use chrono::TimeDelta;
+use meshplane_core::{
+    ValidationError,
+    ca::{CaBackend, CaError, CaRegistry, IssuedCert, LeafRequest, MeshCa},
+    datasource::StoreLoader,
+    model::{Backend, BackendType, DataplaneSpec, MeshSpec, Resource, Spec},
+    store::{ResourceStore, WriteOp, memory::MemoryStore},
+};
+use serde_json::json;
+
+use crate::{
+    CertKey, CertManager, CertState, Deps, ManagerConfig,
+    clock::{Clock, TokioClock},
+    metrics::Metrics,
+};
+
+struct FakeCa {
+    clock: Arc<dyn Clock>,
+    calls: AtomicUsize,
+    running: AtomicUsize,
+    max_running: AtomicUsize,
+    failing: AtomicBool,
+    latency: Duration,
+    log: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl CaBackend for FakeCa {
+    fn backend_type(&self) -> BackendType {
+        BackendType::Builtin
+    }
+    async fn validate(&self, _: &MeshCa<'_>, _: &Backend) -> Result<(), ValidationError> {
+        Ok(())
+    }
+    async fn ensure(&self, _: &MeshCa<'_>, _: &Backend) -> Result<Vec<Resource>, CaError> {
+        Ok(vec![])
+    }
+    async fn root_certs(&self, _: &MeshCa<'_>, b: &Backend) -> Result<Vec<String>, CaError> {
+        Ok(vec![format!("root-of-{}", b.name)])
+    }
+    async fn issue(
+        &self,
+        ca: &MeshCa<'_>,
+        b: &Backend,
+        req: &LeafRequest,
+    ) -> Result<IssuedCert, CaError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_running.fetch_max(running, Ordering::SeqCst);
+        tokio::time::sleep(self.latency).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("{}/{}@{}", req.mesh, req.dataplane, b.name));
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(CaError::transient(ca.mesh, &b.name, "Vault is sealed"));
+        }
+        let now = self.clock.now();
+        Ok(IssuedCert {
+            cert_pem: format!("cert-{n}-{}", b.name),
+            key_pem: format!("key-{n}"),
+            chain_pem: vec![],
+            not_before: now - TimeDelta::seconds(10),
+            not_after: now + TimeDelta::from_std(req.validity).unwrap(),
+            serial_hex: format!("{n:x}"),
+        })
+    }
+}
+
+struct Setup {
+    mgr: CertManager,
+    ca: Arc<FakeCa>,
+    store: Arc<dyn ResourceStore>,
+    clock: Arc<dyn Clock>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+fn setup_with(
+    store: Arc<dyn ResourceStore>,
+    clock: Arc<dyn Clock>,
+    cfg: ManagerConfig,
+    latency: Duration,
+) -> Setup {
+    let ca = Arc::new(FakeCa {
+        clock: clock.clone(),
+        calls: AtomicUsize::new(0),
+        running: AtomicUsize::new(0),
+        max_running: AtomicUsize::new(0),
+        failing: AtomicBool::new(false),
+        latency,
+        log: Mutex::default(),
+    });
+    let mut reg = CaRegistry::new();
+    reg.register(ca.clone());
+    let deps = Deps {
+        store: store.clone(),
+        ca: reg,
+        loader: Arc::new(StoreLoader::new(store.clone())),
+        clock: clock.clone(),
+        metrics: Metrics::unregistered(),
+    };
+    let (mgr, task) = CertManager::spawn(cfg, deps);
+    Setup {
+        mgr,
+        ca,
+        store,
+        clock,
+        _task: task,
+    }
+}
+
+fn setup(cfg: ManagerConfig) -> Setup {
+    setup_with(
+        Arc::new(MemoryStore::new()),
+        TokioClock::new(),
+        cfg,
+        Duration::from_millis(10),
+    )
+}
+
+fn mesh(enabled: &str, expiration: &str) -> MeshSpec {
+    let r = Resource::from_universal(
+        &json!({"type": "Mesh", "name": "m", "mtls": {"enabledBackend": enabled, "backends": [
+            {"name": "ca-1", "type": "builtin", "dpCert": {"rotation": {"expiration": expiration}}},
+            {"name": "ca-2", "type": "builtin", "dpCert": {"rotation": {"expiration": expiration}}}
+        ]}}),
+    )
+    .unwrap();
+    match r.spec {
+        Spec::Mesh(m) => m,
+        _ => unreachable!(),
+    }
+}
+
+fn dataplane(service: &str) -> DataplaneSpec {
+    let r = Resource::from_universal(
+        &json!({"type": "Dataplane", "mesh": "m", "name": "x", "networking": {"address": "10.0.0.1",
+        "inbound": [{"port": 80, "tags": {"kuma.io/service": service}}]}}),
+    )
+    .unwrap();
+    match r.spec {
+        Spec::Dataplane(d) => d,
+        _ => unreachable!(),
+    }
+}
+
+async fn ready(rx: &mut tokio::sync::watch::Receiver<CertState>) -> Arc<crate::Identity> {
+    let st = tokio::time::timeout(
+        Duration::from_secs(3600),
+        rx.wait_for(|s| matches!(s, CertState::Ready(_))),
+    )
+    .await
+    .expect("ready in time")
+    .expect("open");
+    st.identity().cloned().expect("identity")
+}
+
+#[tokio::test(start_paused = true)]
+async fn issues_then_renews_within_the_window() {
+    let s = setup(ManagerConfig::default());
+    s.mgr.snapshot(
+        vec![("m".into(), mesh("ca-1", "1h"))],
+        vec![("m".into(), "dp".into(), dataplane("web"))],
+    );
+    let mut rx = s.mgr.watch(&CertKey::mesh_cert("m", "dp"));
+    let first = ready(&mut rx).await;
+    assert_eq!(s.ca.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(first.backend, "ca-1");
+    let issued_at = s.clock.now();
+    rx.mark_unchanged();
+    rx.changed().await.unwrap();
+    let second = ready(&mut rx).await;
+    assert_ne!(first.cert_pem, second.cert_pem);
+    let renewed_after = (s.clock.now() - issued_at).num_seconds();
+    // 70-80% of a 1h lifetime that started 10s before issuance.
+    assert!(
+        (2500..=2900).contains(&renewed_after),
+        "renewed after {renewed_after}s"
+    );
+    assert_eq!(s.ca.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrency_is_capped() {
+    let s = setup_with(
+        Arc::new(MemoryStore::new()),
+        TokioClock::new(),
+        ManagerConfig {
+            concurrency: 4,
+            ..Default::default()
+        },
+        Duration::from_millis(50),
+    );
+    let dps: Vec<_> = (0..40)
+        .map(|i| ("m".to_string(), format!("dp{i}"), dataplane("web")))
+        .collect();
+    s.mgr.snapshot(vec![("m".into(), mesh("ca-1", "24h"))], dps);
+    for i in 0..40 {
+        ready(&mut s.mgr.watch(&CertKey::mesh_cert("m", format!("dp{i}")))).await;
+    }
+    assert_eq!(s.ca.calls.load(Ordering::SeqCst), 40);
+    assert_eq!(s.ca.max_running.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn outage_keeps_serving_the_valid_certificate_and_recovers() {
+    let s = setup(ManagerConfig::default());
+    s.mgr.snapshot(
+        vec![("m".into(), mesh("ca-1", "1h"))],
+        vec![("m".into(), "dp".into(), dataplane("web"))],
+    );
+    let mut rx = s.mgr.watch(&CertKey::mesh_cert("m", "dp"));
+    let first = ready(&mut rx).await;
+    s.ca.failing.store(true, Ordering::SeqCst);
+    // Past the renewal window: renewals fail, the old certificate is still served.
+    tokio::time::sleep(Duration::from_secs(52 * 60)).await;
+    assert!(s.ca.calls.load(Ordering::SeqCst) > 2, "renewal was retried");
+    assert_eq!(
+        rx.borrow().identity().map(|i| i.cert_pem.clone()),
+        Some(first.cert_pem.clone()),
+        "still serving the valid certificate"
+    );
+    s.ca.failing.store(false, Ordering::SeqCst);
+    let renewed = tokio::time::timeout(
+        Duration::from_secs(600),
+        rx.wait_for(|st| st.identity().is_some_and(|i| i.cert_pem != first.cert_pem)),
+    )
+    .await;
+    assert!(
+        renewed.is_ok(),
+        "renewal resumed when the backend came back"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn breaker_stops_the_fleet_from_hammering_a_failing_backend() {
+    let s = setup(ManagerConfig {
+        breaker_min_failures: 5,
+        ..Default::default()
+    });
+    s.ca.failing.store(true, Ordering::SeqCst);
+    let dps: Vec<_> = (0..50)
+        .map(|i| ("m".to_string(), format!("dp{i}"), dataplane("web")))
+        .collect();
+    s.mgr.snapshot(vec![("m".into(), mesh("ca-1", "24h"))], dps);
+    let _rx = s.mgr.watch(&CertKey::mesh_cert("m", "dp0"));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let calls = s.ca.calls.load(Ordering::SeqCst);
+    // Without the breaker each of the 50 would retry ~6 times in a minute (1s base, doubling).
+    assert!(
+        calls < 100,
+        "{calls} calls in a minute against a broken backend"
+    );
+    s.ca.failing.store(false, Ordering::SeqCst);
+    for i in 0..50 {
+        ready(&mut s.mgr.watch(&CertKey::mesh_cert("m", format!("dp{i}")))).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn restart_reissues_nothing_valid() {
+    let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+    let clock: Arc<dyn Clock> = TokioClock::new();
+    // The records the manager persists are owned by the Dataplane, as in a zone.
+    let m = Resource::from_universal(&json!({"type": "Mesh", "name": "m"})).unwrap();
+    let d = Resource::from_universal(&json!({"type": "Dataplane", "mesh": "m", "name": "dp", "networking": {"address": "10.0.0.1", "inbound": [{"port": 80, "tags": {"kuma.io/service": "web"}}]}})).unwrap();
+    store
+        .write(vec![
+            WriteOp::create(&m, None),
+            WriteOp::create(&d, Some(m.key())),
+        ])
+        .await
+        .unwrap();
+    let first = {
+        let s = setup_with(
+            store.clone(),
+            clock.clone(),
+            ManagerConfig::default(),
+            Duration::from_millis(10),
+        );
+        s.mgr.snapshot(
+            vec![("m".into(), mesh("ca-1", "24h"))],
+            vec![("m".into(), "dp".into(), dataplane("web"))],
+        );
+        let id = ready(&mut s.mgr.watch(&CertKey::mesh_cert("m", "dp"))).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        id
+    };
+    let s = setup_with(
+        store,
+        clock,
+        ManagerConfig::default(),
+        Duration::from_millis(10),
+    );
+    s.mgr.snapshot(
+        vec![("m".into(), mesh("ca-1", "24h"))],
+        vec![("m".into(), "dp".into(), dataplane("web"))],
+    );
+    let again = ready(&mut s.mgr.watch(&CertKey::mesh_cert("m", "dp"))).await;
+    assert_eq!(again.cert_pem, first.cert_pem);
+    assert_eq!(
+        s.ca.calls.load(Ordering::SeqCst),
+        0,
+        "a restart issues nothing that is still valid"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn tag_change_and_backend_switch_reissue_and_trust_covers_both() {
+    let s = setup(ManagerConfig::default());
+    s.mgr.snapshot(
+        vec![("m".into(), mesh("ca-1", "24h"))],
+        vec![("m".into(), "dp".into(), dataplane("web"))],
+    );
+    let mut rx = s.mgr.watch(&CertKey::mesh_cert("m", "dp"));
+    let a = ready(&mut rx).await;
+    let mut trust = s.mgr.trust("m");
+    let t = trust
+        .wait_for(|t| t.roots.len() == 2)
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(
+        t.roots,
+        vec!["root-of-ca-1".to_string(), "root-of-ca-2".to_string()]
+    );
+
+    s.mgr
+        .dataplane_changed("m".into(), "dp".into(), Some(dataplane("web-v2")));
+    let b = rx
+        .wait_for(|st| st.identity().is_some_and(|i| i.cert_pem != a.cert_pem))
+        .await
+        .unwrap()
+        .identity()
+        .cloned()
+        .unwrap();
+    assert_eq!(b.backend, "ca-1");
+
+    s.mgr.mesh_changed("m".into(), Some(mesh("ca-2", "24h")));
+    let c = rx
+        .wait_for(|st| st.identity().is_some_and(|i| i.backend == "ca-2"))
+        .await
+        .unwrap()
+        .identity()
+        .cloned()
+        .unwrap();
+    assert_ne!(c.cert_pem, b.cert_pem);
+    assert_eq!(s.ca.calls.load(Ordering::SeqCst), 3);
+    let log = s.ca.log.lock().unwrap().clone();
+    assert_eq!(log, vec!["m/dp@ca-1", "m/dp@ca-1", "m/dp@ca-2"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn deleted_dataplanes_are_forgotten_and_disabled_mtls_is_said() {
+    let s = setup(ManagerConfig::default());
+    s.mgr.snapshot(
+        vec![("m".into(), mesh("ca-1", "24h"))],
+        vec![("m".into(), "dp".into(), dataplane("web"))],
+    );
+    ready(&mut s.mgr.watch(&CertKey::mesh_cert("m", "dp"))).await;
+    s.mgr.dataplane_changed("m".into(), "dp".into(), None);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(s.mgr.managed(), 0);
+
+    let off = Resource::from_universal(&json!({"type": "Mesh", "name": "off"})).unwrap();
+    let Spec::Mesh(off) = off.spec else {
+        unreachable!()
+    };
+    s.mgr.snapshot(
+        vec![("off".into(), off)],
+        vec![("off".into(), "dp".into(), dataplane("web"))],
+    );
+    let mut rx = s.mgr.watch(&CertKey::mesh_cert("off", "dp"));
+    let st = rx
+        .wait_for(|s| matches!(s, CertState::Unavailable(_)))
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(
+        st,
+        CertState::Unavailable("mTLS is not enabled in mesh \"off\"".into())
+    );
+    assert_eq!(s.store.describe(), "memory");
+}
