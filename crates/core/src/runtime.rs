@@ -6,3 +6,4 @@ pub mod readiness;
 pub mod signal;
 pub mod store_args;
 pub mod telemetry;
+pub mod tls;

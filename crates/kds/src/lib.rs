@@ -13,7 +13,6 @@ pub mod client;
 pub mod link;
 pub mod mirror;
 pub mod server;
-pub mod tls;
 pub mod version;
 pub mod view;
 
@@ -23,7 +22,7 @@ use std::time::Duration;
 pub async fn serve(
     listener: tokio::net::TcpListener,
     server: server::KdsServer,
-    tls: &tls::ServerTls,
+    tls: &meshplane_core::runtime::tls::ServerTls,
     keepalive: Duration,
     drain: drain::Watch,
 ) -> Result<(), tonic::transport::Error> {

@@ -12,8 +12,8 @@ use meshplane_core::{
 use meshplane_kds::{
     client::{ClientConfig, SyncStatus},
     server::{KdsServer, ServerConfig},
-    tls::ServerTls,
 };
+use meshplane_core::runtime::tls::{self as tlsgen, ServerTls};
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -41,7 +41,7 @@ impl Global {
         install_crypto();
         meshplane_test_support::process::init_test_logging();
         let dir = tempfile::tempdir().expect("tempdir");
-        let tls = meshplane_kds::tls::autogenerate(store.as_ref(), dir.path(), &[])
+        let tls = tlsgen::autogenerate(store.as_ref(), &tlsgen::KDS, dir.path(), &[])
             .await
             .expect("tls");
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port.unwrap_or(0)))
