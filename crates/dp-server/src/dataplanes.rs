@@ -1,0 +1,215 @@
+//! The dataplane API: register, deregister, and the identity stream.
+
+use std::{pin::Pin, sync::Arc};
+
+use chrono::Utc;
+use futures::Stream;
+use meshplane_core::{
+    manager::{ApplyOptions, DeleteOptions, ManagerError},
+    model::{
+        ResourceKey, ResourceKind, Spec,
+        dataplane::{DiscoverySubscription, SERVICE_TAG, ZONE_TAG},
+    },
+    store::ResourceStoreExt,
+    tokens::DataplaneClaims,
+};
+use meshplane_dp_api::dp::{self, IdentityUpdate};
+use meshplane_identity::{CertKey, Profile, insight};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::{Inner, auth, watch::identity_stream};
+
+fn manager_status(e: ManagerError) -> Status {
+    match e {
+        ManagerError::Invalid(v) => {
+            Status::invalid_argument(format!("dataplane is not valid: {v}"))
+        }
+        ManagerError::NotFound(k) => Status::not_found(format!("{k} not found")),
+        ManagerError::Conflict(m) => Status::aborted(m),
+        ManagerError::ReadOnly(m) => Status::permission_denied(m),
+        ManagerError::Unavailable(m) => Status::unavailable(m),
+        ManagerError::Internal(m) => Status::internal(m),
+    }
+}
+
+/// The token may only register the dataplane it names, with the service it names.
+fn check_binding(
+    claims: &DataplaneClaims,
+    mesh: &str,
+    name: &str,
+    services: &[String],
+) -> Result<(), Status> {
+    if claims.mesh != mesh || claims.name != name {
+        tracing::warn!(token_mesh = %claims.mesh, token_name = %claims.name, mesh, dataplane = name, "dataplane refused: token is for another dataplane");
+        return Err(Status::permission_denied(format!(
+            "the dataplane token is for {}/{}, not {mesh}/{name}",
+            claims.mesh, claims.name
+        )));
+    }
+    if let Some(allowed) = claims.tags.get(SERVICE_TAG)
+        && let Some(other) = services.iter().find(|s| *s != allowed)
+    {
+        tracing::warn!(mesh, dataplane = name, token_service = %allowed, service = %other, "dataplane refused: token is for another service");
+        return Err(Status::permission_denied(format!(
+            "the dataplane token is for service {allowed:?}, not {other:?}"
+        )));
+    }
+    Ok(())
+}
+
+pub struct Service {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[tonic::async_trait]
+impl dp::dataplane_service_server::DataplaneService for Service {
+    async fn register(
+        &self,
+        req: Request<dp::RegisterRequest>,
+    ) -> Result<Response<dp::RegisterResponse>, Status> {
+        let claims = auth::dataplane(&self.inner.tokens, req.metadata()).await?;
+        let body = req.into_inner().dataplane;
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| Status::invalid_argument("the dataplane is not UTF-8"))?;
+        let doc = meshplane_core::format::parse_yaml(text)
+            .map_err(|e| Status::invalid_argument(format!("could not parse the dataplane: {e}")))?;
+        let mut r = meshplane_core::model::Resource::from_universal(&doc)
+            .map_err(|e| Status::invalid_argument(format!("dataplane is not valid: {e}")))?;
+        let Spec::Dataplane(spec) = &mut r.spec else {
+            return Err(Status::invalid_argument(format!(
+                "expected a Dataplane, got {}",
+                r.kind()
+            )));
+        };
+        check_binding(&claims, &r.meta.mesh, &r.meta.name, &spec.services())?;
+        for inbound in &mut spec.networking.inbound {
+            inbound
+                .tags
+                .insert(ZONE_TAG.into(), self.inner.zone.clone());
+        }
+        let (mesh, name) = (r.meta.mesh.clone(), r.meta.name.clone());
+        self.inner
+            .manager
+            .apply(r, ApplyOptions::default())
+            .await
+            .map_err(manager_status)?;
+        tracing::info!(mesh, dataplane = name, "dataplane registered");
+        Ok(Response::new(dp::RegisterResponse {
+            mesh,
+            name,
+            zone: self.inner.zone.clone(),
+        }))
+    }
+
+    async fn deregister(
+        &self,
+        req: Request<dp::DeregisterRequest>,
+    ) -> Result<Response<dp::DeregisterResponse>, Status> {
+        let claims = auth::dataplane(&self.inner.tokens, req.metadata()).await?;
+        let key = ResourceKey::in_mesh(
+            ResourceKind::Dataplane,
+            claims.mesh.clone(),
+            claims.name.clone(),
+        );
+        match self
+            .inner
+            .manager
+            .delete(&key, DeleteOptions::default())
+            .await
+        {
+            Ok(()) | Err(ManagerError::NotFound(_)) => {
+                tracing::info!(mesh = %claims.mesh, dataplane = %claims.name, "dataplane deregistered");
+                Ok(Response::new(dp::DeregisterResponse {}))
+            }
+            Err(e) => Err(manager_status(e)),
+        }
+    }
+
+    type WatchIdentityStream = Pin<Box<dyn Stream<Item = Result<IdentityUpdate, Status>> + Send>>;
+
+    async fn watch_identity(
+        &self,
+        req: Request<dp::WatchIdentityRequest>,
+    ) -> Result<Response<Self::WatchIdentityStream>, Status> {
+        let claims = auth::dataplane(&self.inner.tokens, req.metadata()).await?;
+        let want_svids = req.into_inner().svids;
+        let key = ResourceKey::in_mesh(
+            ResourceKind::Dataplane,
+            claims.mesh.clone(),
+            claims.name.clone(),
+        );
+        let dp = match self.inner.manager.store().get_resource(&key).await {
+            Ok(Some((r, _))) => match r.spec {
+                Spec::Dataplane(d) => d,
+                _ => return Err(Status::internal("stored dataplane has another kind")),
+            },
+            Ok(None) => {
+                return Err(Status::failed_precondition(format!(
+                    "dataplane {}/{} is not registered: call Register first",
+                    claims.mesh, claims.name
+                )));
+            }
+            Err(e) => return Err(Status::unavailable(e.to_string())),
+        };
+        let Some(drain) = self.inner.drain_watch() else {
+            return Err(Status::unavailable("the zone is shutting down"));
+        };
+        let mut keys = vec![CertKey::mesh_cert(&claims.mesh, &claims.name)];
+        if want_svids {
+            keys.extend(dp.services().into_iter().map(|s| CertKey {
+                mesh: claims.mesh.clone(),
+                dataplane: claims.name.clone(),
+                profile: Profile::Svid(s),
+            }));
+        }
+        let (tx, rx) = mpsc::channel(4);
+        let inner = self.inner.clone();
+        let (mesh, name) = (claims.mesh.clone(), claims.name.clone());
+        let sub_id = uuid::Uuid::new_v4().to_string();
+        let store = inner.manager.store().clone();
+        let instance = inner.instance_id.clone();
+        let connected = Utc::now();
+        let sid = sub_id.clone();
+        if let Err(e) = insight::update(store.as_ref(), &mesh, &name, |s| {
+            s.subscriptions.push(DiscoverySubscription {
+                id: sid.clone(),
+                control_plane_instance_id: instance.clone(),
+                connect_time: connected,
+                disconnect_time: None,
+            });
+            let excess = s.subscriptions.len().saturating_sub(5);
+            s.subscriptions.drain(..excess);
+        })
+        .await
+        {
+            tracing::warn!(mesh, dataplane = name, error = %e, "could not record the dataplane's connection");
+        }
+        tracing::info!(
+            mesh,
+            dataplane = name,
+            svids = want_svids,
+            "dataplane watching its identity"
+        );
+        tokio::spawn(async move {
+            identity_stream(&inner.certs, keys, tx, drain).await;
+            let now = Utc::now();
+            let r = insight::update(store.as_ref(), &mesh, &name, |s| {
+                if let Some(sub) = s.subscriptions.iter_mut().find(|x| x.id == sub_id) {
+                    sub.disconnect_time = Some(now);
+                }
+            })
+            .await;
+            if let Err(e) = r {
+                tracing::warn!(mesh, dataplane = name, error = %e, "could not record the dataplane's disconnection");
+            }
+            tracing::info!(
+                mesh,
+                dataplane = name,
+                "dataplane stopped watching its identity"
+            );
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
