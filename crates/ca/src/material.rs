@@ -1,0 +1,63 @@
+//! Reading CA material through a mesh's DataSources, and turning load, PEM and signing failures into
+//! `CaError`s that say which mesh, backend and piece of material failed.
+
+use meshplane_core::{
+    ca::{CaError, MeshCa},
+    datasource::LoadError,
+    model::DataSource,
+};
+
+use crate::leaf::{CaMaterialError, LeafError};
+
+/// The bytes behind `source`, or `None` when it names a Secret that does not exist.
+pub(crate) async fn load_optional(
+    ca: &MeshCa<'_>,
+    backend: &str,
+    source: &DataSource,
+) -> Result<Option<Vec<u8>>, CaError> {
+    match ca.loader.load(ca.mesh, source).await {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(LoadError::SecretNotFound { .. }) => Ok(None),
+        Err(e) => Err(load_error(ca.mesh, backend, e)),
+    }
+}
+
+/// A store that cannot answer may recover; a missing secret, unreadable file or bad base64 will not.
+pub(crate) fn load_error(mesh: &str, backend: &str, e: LoadError) -> CaError {
+    match e {
+        LoadError::Store { .. } => CaError::transient(mesh, backend, e.to_string()),
+        _ => CaError::config(mesh, backend, e.to_string()),
+    }
+}
+
+pub(crate) fn material_error(mesh: &str, backend: &str, e: &CaMaterialError) -> CaError {
+    CaError::config(
+        mesh,
+        backend,
+        format!(
+            "the CA certificate and key cannot be used: {}: {e}",
+            e.field()
+        ),
+    )
+}
+
+/// Signing fails for reasons in the CA material, except when the blocking task itself died.
+pub(crate) fn leaf_error(mesh: &str, backend: &str, e: LeafError) -> CaError {
+    match e {
+        LeafError::Task(_) => CaError::transient(mesh, backend, e.to_string()),
+        _ => CaError::config(mesh, backend, e.to_string()),
+    }
+}
+
+/// A request for another mesh would get a certificate from the wrong trust domain.
+pub(crate) fn check_mesh(ca: &MeshCa<'_>, backend: &str, requested: &str) -> Result<(), CaError> {
+    if requested == ca.mesh {
+        Ok(())
+    } else {
+        Err(CaError::config(
+            ca.mesh,
+            backend,
+            format!("BUG: a leaf for mesh {requested:?} was requested from this mesh's CA"),
+        ))
+    }
+}

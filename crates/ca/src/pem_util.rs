@@ -1,0 +1,167 @@
+//! PEM in and out: certificate bundles, private keys in PKCS#1, PKCS#8 or SEC1, and the PKCS#1 form Kuma writes.
+//! Errors here describe the shape of the input, never its bytes.
+
+use pem::{EncodeConfig, LineEnding, Pem};
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer};
+use x509_parser::asn1_rs::{Any, FromDer, Tag};
+
+pub const CERTIFICATE: &str = "CERTIFICATE";
+pub const RSA_PRIVATE_KEY: &str = "RSA PRIVATE KEY";
+pub const PRIVATE_KEY: &str = "PRIVATE KEY";
+pub const EC_PRIVATE_KEY: &str = "EC PRIVATE KEY";
+
+/// Why PEM input could not be used. The text is a reason fit for a validation message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PemError {
+    #[error("{0}")]
+    Malformed(String),
+    #[error("no CERTIFICATE block found")]
+    NoCertificate,
+    #[error("no private key block found")]
+    NoKey,
+    #[error("encrypted private keys are not supported")]
+    EncryptedKey,
+    #[error("found a certificate rather than a key in the PEM for the private key")]
+    CertificateAsKey,
+    #[error("the key is not a valid PKCS#8 RSA private key")]
+    NotPkcs8Rsa,
+}
+
+/// PEM with `\n` line endings, as Kuma and OpenSSL write it.
+pub fn encode(tag: &str, der: &[u8]) -> String {
+    pem::encode_config(
+        &Pem::new(tag, der),
+        EncodeConfig::new().set_line_ending(LineEnding::LF),
+    )
+}
+
+/// The DER of every `CERTIFICATE` block, in order. Other blocks are skipped, as Go's `tls.X509KeyPair` does.
+pub fn parse_certificates(input: &[u8]) -> Result<Vec<Vec<u8>>, PemError> {
+    let blocks = pem::parse_many(input).map_err(|e| PemError::Malformed(e.to_string()))?;
+    let certs: Vec<Vec<u8>> = blocks
+        .into_iter()
+        .filter(|b| b.tag() == CERTIFICATE)
+        .map(Pem::into_contents)
+        .collect();
+    if certs.is_empty() {
+        return Err(PemError::NoCertificate);
+    }
+    Ok(certs)
+}
+
+/// The first private key block, typed by its label: `RSA PRIVATE KEY` (PKCS#1), `PRIVATE KEY` (PKCS#8) or
+/// `EC PRIVATE KEY` (SEC1). Blocks before it such as `EC PARAMETERS` are skipped.
+pub fn parse_private_key(input: &[u8]) -> Result<PrivateKeyDer<'static>, PemError> {
+    let blocks = pem::parse_many(input).map_err(|e| PemError::Malformed(e.to_string()))?;
+    let mut saw_cert = false;
+    for b in blocks {
+        match b.tag() {
+            RSA_PRIVATE_KEY => {
+                return Ok(PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(
+                    b.into_contents(),
+                )));
+            }
+            PRIVATE_KEY => {
+                return Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+                    b.into_contents(),
+                )));
+            }
+            EC_PRIVATE_KEY => {
+                return Ok(PrivateKeyDer::Sec1(PrivateSec1KeyDer::from(
+                    b.into_contents(),
+                )));
+            }
+            "ENCRYPTED PRIVATE KEY" => return Err(PemError::EncryptedKey),
+            // Traditional OpenSSL encryption keeps the RSA label and adds Proc-Type headers.
+            t if t.ends_with("PRIVATE KEY") => return Err(PemError::NoKey),
+            CERTIFICATE => saw_cert = true,
+            _ => {}
+        }
+    }
+    if saw_cert {
+        Err(PemError::CertificateAsKey)
+    } else {
+        Err(PemError::NoKey)
+    }
+}
+
+/// The PKCS#1 `RSAPrivateKey` inside a PKCS#8 `PrivateKeyInfo` (RFC 5208 §5), so the key can be written
+/// as `RSA PRIVATE KEY` like Kuma does. Walks only the three leading fields; attributes are ignored.
+pub fn pkcs8_rsa_to_pkcs1(pkcs8: &[u8]) -> Result<Vec<u8>, PemError> {
+    let (_, info) = Any::from_der(pkcs8).map_err(|_| PemError::NotPkcs8Rsa)?;
+    if info.tag() != Tag::Sequence {
+        return Err(PemError::NotPkcs8Rsa);
+    }
+    let (rest, version) = Any::from_der(info.data).map_err(|_| PemError::NotPkcs8Rsa)?;
+    let (rest, algorithm) = Any::from_der(rest).map_err(|_| PemError::NotPkcs8Rsa)?;
+    let (_, key) = Any::from_der(rest).map_err(|_| PemError::NotPkcs8Rsa)?;
+    let is_rsa = algorithm.tag() == Tag::Sequence
+        && Any::from_der(algorithm.data)
+            .ok()
+            .and_then(|(_, oid)| oid.oid().ok().map(|o| o.to_id_string()))
+            .is_some_and(|id| id == "1.2.840.113549.1.1.1");
+    if version.tag() != Tag::Integer || !is_rsa || key.tag() != Tag::OctetString {
+        return Err(PemError::NotPkcs8Rsa);
+    }
+    Ok(key.data.to_vec())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a panic is how a test reports failure")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificates_skip_other_blocks_and_keep_order() {
+        let input = format!(
+            "junk\n{}{}{}",
+            encode("CERTIFICATE", b"one"),
+            encode("PRIVATE KEY", b"k"),
+            encode("CERTIFICATE", b"two")
+        );
+        assert_eq!(
+            parse_certificates(input.as_bytes()).unwrap(),
+            vec![b"one".to_vec(), b"two".to_vec()]
+        );
+        assert_eq!(parse_certificates(b"CERT"), Err(PemError::NoCertificate));
+    }
+
+    #[test]
+    fn key_labels_choose_the_format() {
+        let k = |tag: &str| parse_private_key(encode(tag, b"x").as_bytes());
+        assert!(matches!(k("RSA PRIVATE KEY"), Ok(PrivateKeyDer::Pkcs1(_))));
+        assert!(matches!(k("PRIVATE KEY"), Ok(PrivateKeyDer::Pkcs8(_))));
+        assert!(matches!(k("EC PRIVATE KEY"), Ok(PrivateKeyDer::Sec1(_))));
+        assert_eq!(k("ENCRYPTED PRIVATE KEY"), Err(PemError::EncryptedKey));
+        assert_eq!(k("CERTIFICATE"), Err(PemError::CertificateAsKey));
+        assert_eq!(parse_private_key(b"KEY"), Err(PemError::NoKey));
+        let with_params = format!(
+            "{}{}",
+            encode("EC PARAMETERS", b"p"),
+            encode("EC PRIVATE KEY", b"x")
+        );
+        assert!(matches!(
+            parse_private_key(with_params.as_bytes()),
+            Ok(PrivateKeyDer::Sec1(_))
+        ));
+    }
+
+    #[test]
+    fn pkcs8_to_pkcs1_round_trips_through_aws_lc() {
+        let kp =
+            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+                .unwrap();
+        let pkcs1 = pkcs8_rsa_to_pkcs1(kp.serialized_der()).unwrap();
+        let again =
+            rcgen::KeyPair::try_from(&PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(pkcs1)))
+                .unwrap();
+        assert_eq!(again.public_key_raw(), kp.public_key_raw());
+
+        let ec = rcgen::KeyPair::generate().unwrap();
+        assert_eq!(
+            pkcs8_rsa_to_pkcs1(ec.serialized_der()),
+            Err(PemError::NotPkcs8Rsa)
+        );
+        assert_eq!(pkcs8_rsa_to_pkcs1(b"garbage"), Err(PemError::NotPkcs8Rsa));
+    }
+}

@@ -1,0 +1,276 @@
+//! The raw HTTP side of Vault: one long-lived reqwest client per endpoint, `/v1/<path>` calls with
+//! the token and namespace headers, JSON replies with their `warnings`, and transport failures
+//! (refused, timed out, untrusted certificate) told apart by walking the error's source chain.
+//!
+//! Why not vaultrs: it drops login warnings and response headers (`Retry-After`), cannot pin a cert
+//! role, breaks on OpenBao's health shape and has no SNI override (vault.md §4.3). The ~8 endpoints
+//! the backend needs are simpler to call directly than to work around.
+
+use std::{error::Error as StdError, time::Duration};
+
+use reqwest::{Method, StatusCode, header::HeaderMap};
+use serde_json::Value;
+use url::Url;
+
+use super::{
+    error::{Failure, Op, VaultError, classify},
+    token::Secret,
+};
+
+/// A reply with a 2xx status: the JSON body (`Null` for 204) and Vault's non-fatal warnings.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub body: Value,
+    pub warnings: Vec<String>,
+}
+
+/// Where requests go and how: the configured address (for messages), the URL actually dialled
+/// (it differs when `tls.serverName` rewrites the host), the namespace, and the pooled client.
+#[derive(Clone)]
+pub(crate) struct Endpoint {
+    http: reqwest::Client,
+    base: Url,
+    addr: String,
+    namespace: Option<String>,
+}
+
+impl Endpoint {
+    pub(crate) fn new(
+        http: reqwest::Client,
+        base: Url,
+        addr: &str,
+        namespace: Option<&str>,
+    ) -> Self {
+        Self {
+            http,
+            base,
+            addr: addr.trim_end_matches('/').to_string(),
+            namespace: namespace
+                .map(|n| n.trim_matches('/').to_string())
+                .filter(|n| !n.is_empty()),
+        }
+    }
+
+    /// The address as configured, for messages.
+    pub(crate) fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    fn url(&self, path: &str) -> Result<Url, VaultError> {
+        self.base
+            .join(&format!("v1/{}", path.trim_start_matches('/')))
+            .map_err(|e| VaultError::setup(None, format!("cannot build a URL for {path}: {e}")))
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&Secret>,
+        timeout: Duration,
+    ) -> Result<reqwest::RequestBuilder, VaultError> {
+        let mut req = self
+            .http
+            .request(method, self.url(path)?)
+            .timeout(timeout.max(Duration::from_millis(100)))
+            .header("X-Vault-Request", "true");
+        if let Some(t) = token {
+            req = req.header("X-Vault-Token", t.expose());
+        }
+        if let Some(ns) = &self.namespace {
+            req = req.header("X-Vault-Namespace", ns);
+        }
+        Ok(req)
+    }
+
+    /// One JSON call. Non-2xx answers are classified in the light of `op`.
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&Secret>,
+        body: Option<&Value>,
+        op: Op<'_>,
+        timeout: Duration,
+    ) -> Result<Reply, VaultError> {
+        let mut req = self.request(method, path, token, timeout)?;
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| self.transport(&e))?;
+        let status = resp.status();
+        let retry_after = retry_after(resp.headers());
+        let text = resp.text().await.map_err(|e| self.transport(&e))?;
+        if !status.is_success() {
+            return Err(self.failure(path, op, status, &text, retry_after));
+        }
+        if text.trim().is_empty() {
+            return Ok(Reply {
+                body: Value::Null,
+                warnings: vec![],
+            });
+        }
+        let body: Value = serde_json::from_str(&text).map_err(|e| VaultError::Malformed {
+            addr: self.addr.clone(),
+            path: path.to_string(),
+            reason: format!("not JSON: {e}"),
+        })?;
+        let warnings = body["warnings"]
+            .as_array()
+            .map(|w| {
+                w.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Reply { body, warnings })
+    }
+
+    /// A GET whose 2xx body is text (PEM bundles).
+    pub(crate) async fn get_text(
+        &self,
+        path: &str,
+        token: Option<&Secret>,
+        op: Op<'_>,
+        timeout: Duration,
+    ) -> Result<String, VaultError> {
+        let resp = self
+            .request(Method::GET, path, token, timeout)?
+            .send()
+            .await
+            .map_err(|e| self.transport(&e))?;
+        let status = resp.status();
+        let retry_after = retry_after(resp.headers());
+        let text = resp.text().await.map_err(|e| self.transport(&e))?;
+        if !status.is_success() {
+            return Err(self.failure(path, op, status, &text, retry_after));
+        }
+        Ok(text)
+    }
+
+    fn failure(
+        &self,
+        path: &str,
+        op: Op<'_>,
+        status: StatusCode,
+        text: &str,
+        retry_after: Option<Duration>,
+    ) -> VaultError {
+        let errors = serde_json::from_str::<Value>(text)
+            .ok()
+            .and_then(|v| {
+                v["errors"].as_array().map(|a| {
+                    a.iter()
+                        .filter_map(|e| e.as_str().map(str::to_string))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .unwrap_or_default();
+        classify(
+            op,
+            Failure {
+                addr: &self.addr,
+                namespace: self.namespace.as_deref(),
+                path,
+                status: status.as_u16(),
+                raw: if errors.is_empty() {
+                    text.to_string()
+                } else {
+                    String::new()
+                },
+                errors,
+                retry_after,
+            },
+        )
+    }
+
+    /// Names a failure below HTTP. reqwest's own text ("error sending request") is the same for a
+    /// refused connection and an untrusted certificate; only the source chain tells them apart.
+    fn transport(&self, e: &reqwest::Error) -> VaultError {
+        let addr = self.addr.clone();
+        if e.is_builder() {
+            return VaultError::setup(
+                None,
+                format!("cannot build a request to Vault at {addr}: {e}"),
+            );
+        }
+        let mut chain: Vec<&(dyn StdError + 'static)> = Vec::new();
+        if let Some(s) = e.source() {
+            collect_chain(s, &mut chain);
+        }
+        for c in &chain {
+            if let Some(tls) = rustls_error(*c) {
+                let reason = tls.to_string();
+                return match tls {
+                    rustls::Error::InvalidCertificate(_) => VaultError::Untrusted { addr, reason },
+                    _ => VaultError::Handshake { addr, reason },
+                };
+            }
+        }
+        for c in &chain {
+            if let Some(io) = c.downcast_ref::<std::io::Error>() {
+                let reason = match io.kind() {
+                    std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+                    std::io::ErrorKind::TimedOut => {
+                        return VaultError::Timeout {
+                            addr,
+                            reason: "connect timed out".into(),
+                        };
+                    }
+                    _ => io.to_string(),
+                };
+                return VaultError::Unreachable { addr, reason };
+            }
+        }
+        let innermost = chain
+            .last()
+            .map_or_else(|| e.to_string(), |c| c.to_string());
+        if e.is_timeout() {
+            VaultError::Timeout {
+                addr,
+                reason: "request timed out".into(),
+            }
+        } else {
+            VaultError::Unreachable {
+                addr,
+                reason: innermost,
+            }
+        }
+    }
+}
+
+/// Every error below `e`: its `source()` chain, plus what each `io::Error` wraps. An `io::Error`'s
+/// `source()` skips the error it wraps, and a connector may wrap a TLS `io::Error` in another one,
+/// so the rustls error is only found by looking inside.
+fn collect_chain<'a>(e: &'a (dyn StdError + 'static), out: &mut Vec<&'a (dyn StdError + 'static)>) {
+    if out.len() > 32 {
+        return;
+    }
+    out.push(e);
+    if let Some(inner) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        let inner: &(dyn StdError + 'static) = inner;
+        collect_chain(inner, out);
+    }
+    if let Some(s) = e.source() {
+        collect_chain(s, out);
+    }
+}
+
+/// The rustls error in `e` itself.
+fn rustls_error<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    e.downcast_ref::<rustls::Error>()
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by Vault and is ignored).
+fn retry_after(h: &HeaderMap) -> Option<Duration> {
+    h.get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
