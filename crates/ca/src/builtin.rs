@@ -250,6 +250,19 @@ impl CaBackend for BuiltinCa {
         tracing::debug!(mesh = ca.mesh, backend = %backend.name, dataplane = %req.dataplane, serial = %cert.serial_hex, "issued a dataplane certificate");
         Ok(cert)
     }
+
+    async fn issue_svid(
+        &self,
+        ca: &MeshCa<'_>,
+        backend: &Backend,
+        req: &LeafRequest,
+        service: &str,
+    ) -> Result<IssuedCert, CaError> {
+        let signing = self.signing_ca(ca, backend).await?;
+        leaf::sign_svid(Arc::new(signing), ca.mesh, service, req.validity)
+            .await
+            .map_err(|e| material::leaf_error(ca.mesh, &backend.name, e))
+    }
 }
 
 #[cfg(test)]

@@ -361,16 +361,19 @@ async fn local_key(
     conf: &VaultFromCp,
     uri_sans: &[String],
     common_name: Option<&str>,
+    pkcs8: bool,
 ) -> Result<Option<LocalKey>, VaultError> {
     let Some(csr) = conf.csr.clone() else {
         return Ok(None);
     };
     let uri_sans = uri_sans.to_vec();
     let common_name = common_name.map(str::to_string);
-    tokio::task::spawn_blocking(move || pki::generate_key(&csr, &uri_sans, common_name.as_deref()))
-        .await
-        .map_err(|e| VaultError::setup(Some("csr"), format!("key generation task failed: {e}")))?
-        .map(Some)
+    tokio::task::spawn_blocking(move || {
+        pki::generate_key(&csr, &uri_sans, common_name.as_deref(), pkcs8)
+    })
+    .await
+    .map_err(|e| VaultError::setup(Some("csr"), format!("key generation task failed: {e}")))?
+    .map(Some)
 }
 
 fn log_warnings(mesh: &str, backend: &str, warnings: &[String]) {
@@ -437,7 +440,7 @@ impl CaBackend for VaultCa {
             .collect();
         let cn = common_name(conf.common_name.as_ref(), &cn_tags)
             .map_err(|e| ValidationError::single("fromCp.commonName", e))?;
-        let local = local_key(conf, &uri_sans, cn.as_deref())
+        let local = local_key(conf, &uri_sans, cn.as_deref(), false)
             .await
             .map_err(to_violation)?;
         let spec = LeafSpec {
@@ -446,6 +449,7 @@ impl CaBackend for VaultCa {
             uri_sans: &uri_sans,
             common_name: cn.as_deref(),
             ttl: VALIDATION_TTL,
+            pkcs8_key: false,
         };
         let budget = Budget::new(VALIDATE_BUDGET, VALIDATE_ATTEMPTS);
         let checked = async {
@@ -484,6 +488,55 @@ impl CaBackend for VaultCa {
         backend: &Backend,
         req: &LeafRequest,
     ) -> Result<IssuedCert, CaError> {
+        let uri_sans = identity::uri_sans(ca.mesh, &req.tags);
+        self.issue_leaf(ca, backend, req, uri_sans, false).await
+    }
+
+    #[instrument(skip_all, fields(mesh = %ca.mesh, backend = %backend.name, service))]
+    async fn issue_svid(
+        &self,
+        ca: &MeshCa<'_>,
+        backend: &Backend,
+        req: &LeafRequest,
+        service: &str,
+    ) -> Result<IssuedCert, CaError> {
+        let uri_sans = vec![identity::spiffe_id(ca.mesh, service)];
+        self.issue_leaf(ca, backend, req, uri_sans, true).await
+    }
+
+    fn credential_expiries(&self) -> Vec<meshplane_core::ca::CredentialExpiry> {
+        let Ok(sessions) = self.sessions.lock() else {
+            return Vec::new();
+        };
+        sessions
+            .iter()
+            .filter_map(|((mesh, backend), c)| {
+                c.session
+                    .time_to_expiry()
+                    .map(|d| meshplane_core::ca::CredentialExpiry {
+                        mesh: mesh.clone(),
+                        backend: backend.clone(),
+                        seconds_left: d.as_secs_f64(),
+                    })
+            })
+            .collect()
+    }
+
+    fn release(&self, mesh: &str, backend: &str) {
+        self.forget(mesh, backend);
+    }
+}
+
+impl VaultCa {
+    /// Issues a leaf with the given URI SANs through the configured role (or signs a local CSR).
+    async fn issue_leaf(
+        &self,
+        ca: &MeshCa<'_>,
+        backend: &Backend,
+        req: &LeafRequest,
+        uri_sans: Vec<String>,
+        pkcs8: bool,
+    ) -> Result<IssuedCert, CaError> {
         let conf = vault_conf(ca.mesh, backend)?;
         let fail = |e: VaultError| e.into_ca_error(ca.mesh, &backend.name);
         let cn = common_name(conf.common_name.as_ref(), &req.tags).map_err(|e| {
@@ -493,8 +546,7 @@ impl CaBackend for VaultCa {
                 format!("dataplane {:?}: commonName: {e}", req.dataplane),
             )
         })?;
-        let uri_sans = identity::uri_sans(ca.mesh, &req.tags);
-        let local = local_key(conf, &uri_sans, cn.as_deref())
+        let local = local_key(conf, &uri_sans, cn.as_deref(), pkcs8)
             .await
             .map_err(fail)?;
         let spec = LeafSpec {
@@ -503,6 +555,7 @@ impl CaBackend for VaultCa {
             uri_sans: &uri_sans,
             common_name: cn.as_deref(),
             ttl: req.validity,
+            pkcs8_key: pkcs8,
         };
         let budget = Budget::new(
             backend.dp_cert_request_timeout().unwrap_or(ISSUE_BUDGET),

@@ -184,6 +184,11 @@ pub trait CaBackend: Send + Sync + 'static {
     fn credential_expiries(&self) -> Vec<CredentialExpiry> {
         Vec::new()
     }
+
+    /// The mesh or this backend of it was deleted: drop cached clients and their background tasks.
+    fn release(&self, mesh: &str, backend: &str) {
+        let _ = (mesh, backend);
+    }
 }
 
 /// One credential a backend keeps (a Vault token) and the seconds it has left.

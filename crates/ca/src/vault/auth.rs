@@ -79,15 +79,16 @@ pub(crate) async fn acquire(
     match method {
         Method::Agent => Ok(None),
         Method::Token(token) => {
-            let data = lookup_self(ep, token, timeout).await?;
-            let ttl = secs(&data["ttl"]);
-            let increment = [secs(&data["period"]), secs(&data["creation_ttl"]), ttl]
+            let data = ep.lookup_self(token, timeout).await?;
+            let ttl = Duration::from_secs(data.ttl);
+            // A periodic token's creation TTL is its period: renew by that much.
+            let increment = [Duration::from_secs(data.creation_ttl), ttl]
                 .into_iter()
                 .find(|d| !d.is_zero())
                 .unwrap_or_default();
             Ok(Some(Lease {
                 token: token.clone(),
-                renewable: data["renewable"].as_bool().unwrap_or(false),
+                renewable: data.renewable.unwrap_or(false),
                 ttl,
                 obtained: Instant::now(),
                 increment,
@@ -125,24 +126,6 @@ pub(crate) async fn acquire(
 }
 
 /// `auth/token/lookup-self`'s `data`. A 403 here means the token itself is dead or unknown.
-pub(crate) async fn lookup_self(
-    ep: &Endpoint,
-    token: &Secret,
-    timeout: Duration,
-) -> Result<Value, VaultError> {
-    let r = ep
-        .call(
-            Http::GET,
-            "auth/token/lookup-self",
-            Some(token),
-            None,
-            Op::LookupSelf,
-            timeout,
-        )
-        .await?;
-    Ok(r.body["data"].clone())
-}
-
 pub(crate) async fn revoke_self(
     ep: &Endpoint,
     token: &Secret,

@@ -2,9 +2,11 @@
 //! the token and namespace headers, JSON replies with their `warnings`, and transport failures
 //! (refused, timed out, untrusted certificate) told apart by walking the error's source chain.
 //!
-//! Why not vaultrs: it drops login warnings and response headers (`Retry-After`), cannot pin a cert
-//! role, breaks on OpenBao's health shape and has no SNI override (vault.md §4.3). The ~8 endpoints
-//! the backend needs are simpler to call directly than to work around.
+//! vaultrs serves where its answers carry all we need (`lookup-self`, see [`Endpoint::lookup_self`]):
+//! it runs over this module's pooled client, so custom CAs, `serverName` and namespaces still apply.
+//! Issue, sign, login and renew go through [`Endpoint::call`] instead, because vaultrs drops login
+//! warnings and response headers (`Retry-After`, the "TTL capped" warning), cannot pin a cert role,
+//! and breaks on OpenBao's health shape (vault.md §4.3).
 
 use std::{error::Error as StdError, time::Duration};
 
@@ -124,6 +126,90 @@ impl Endpoint {
             })
             .unwrap_or_default();
         Ok(Reply { body, warnings })
+    }
+
+    /// `auth/token/lookup-self` through vaultrs, on this endpoint's pooled client and namespace.
+    pub(crate) async fn lookup_self(
+        &self,
+        token: &Secret,
+        timeout: Duration,
+    ) -> Result<vaultrs::api::token::responses::LookupTokenResponse, VaultError> {
+        const PATH: &str = "auth/token/lookup-self";
+        let settings = vaultrs::client::VaultClientSettingsBuilder::default()
+            .address(self.base.as_str())
+            .token(token.expose())
+            .namespace(self.namespace.clone())
+            .build()
+            .map_err(|e| {
+                VaultError::setup(
+                    None,
+                    format!("cannot configure the Vault client for {}: {e}", self.addr),
+                )
+            })?;
+        let client = vaultrs::client::VaultClient {
+            http: rustify::clients::reqwest::Client::new(
+                self.base.as_str().trim_end_matches('/'),
+                self.http.clone(),
+            ),
+            middle: vaultrs::api::EndpointMiddleware {
+                token: token.expose().to_string(),
+                version: "v1".into(),
+                wrap: None,
+                namespace: self.namespace.clone(),
+            },
+            settings,
+        };
+        let answer = tokio::time::timeout(timeout, vaultrs::token::lookup_self(&client))
+            .await
+            .map_err(|_| VaultError::Timeout {
+                addr: self.addr.clone(),
+                reason: format!("no answer to {PATH} within {timeout:?}"),
+            })?;
+        match answer {
+            Ok(r) => Ok(r),
+            Err(vaultrs::error::ClientError::APIError { code, errors }) => Err(classify(
+                Op::LookupSelf,
+                Failure {
+                    addr: &self.addr,
+                    namespace: self.namespace.as_deref(),
+                    path: PATH,
+                    status: code,
+                    errors,
+                    raw: String::new(),
+                    retry_after: None,
+                },
+            )),
+            // A non-JSON error body (the HTTPS listener's note to plain HTTP, a proxy's page).
+            Err(vaultrs::error::ClientError::RestClientError {
+                source: rustify::errors::ClientError::ServerResponseError { code, content },
+            }) => Err(classify(
+                Op::LookupSelf,
+                Failure {
+                    addr: &self.addr,
+                    namespace: self.namespace.as_deref(),
+                    path: PATH,
+                    status: code,
+                    errors: vec![],
+                    raw: content.unwrap_or_default(),
+                    retry_after: None,
+                },
+            )),
+            Err(other) => {
+                // A transport failure: find reqwest's error in the chain to tell refused from untrusted.
+                let mut cur: Option<&(dyn StdError + 'static)> = Some(&other);
+                while let Some(e) = cur {
+                    if let Some(re) = e.downcast_ref::<reqwest::Error>() {
+                        return Err(self.transport(re));
+                    }
+                    cur = e.source();
+                }
+                Err(VaultError::Malformed {
+                    addr: self.addr.clone(),
+                    path: PATH.into(),
+                    reason: other.to_string(),
+                })
+            }
+        }
     }
 
     /// A GET whose 2xx body is text (PEM bundles).

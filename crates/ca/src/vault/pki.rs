@@ -33,6 +33,8 @@ pub(crate) struct LeafSpec<'a> {
     pub uri_sans: &'a [String],
     pub common_name: Option<&'a str>,
     pub ttl: Duration,
+    /// Ask for a PKCS#8 key (the SPIFFE Workload API's encoding) instead of Vault's default.
+    pub pkcs8_key: bool,
 }
 
 /// A key pair made here and its CSR. `Debug` leaves the key out.
@@ -53,6 +55,7 @@ pub(crate) fn generate_key(
     conf: &CsrConf,
     uri_sans: &[String],
     common_name: Option<&str>,
+    pkcs8: bool,
 ) -> Result<LocalKey, VaultError> {
     let bits = conf.key_bits();
     let bad = |what: String| VaultError::setup(Some("csr"), what);
@@ -90,6 +93,7 @@ pub(crate) fn generate_key(
         .and_then(|csr| csr.pem())
         .map_err(|e| bad(format!("CSR creation failed: {e}")))?;
     let key_pem = match conf.key_type() {
+        KeyType::Rsa | KeyType::Ec if pkcs8 => key.serialize_pem(),
         // PKCS#1, as Kuma writes RSA keys.
         KeyType::Rsa => pem_util::pkcs8_rsa_to_pkcs1(key.serialized_der())
             .map(|der| pem_util::encode(pem_util::RSA_PRIVATE_KEY, &der))
@@ -114,6 +118,9 @@ pub(crate) async fn issue(
     });
     if let Some(cn) = spec.common_name {
         body["common_name"] = json!(cn);
+    }
+    if spec.pkcs8_key && local.is_none() {
+        body["private_key_format"] = json!("pkcs8");
     }
     let verb = match local {
         None => "issue",

@@ -135,7 +135,10 @@ impl Session {
     /// `TokenRejected` when Vault does not know it any more.
     pub(crate) async fn lookup_self(&self, timeout: Duration) -> Result<(), VaultError> {
         match self.shared.current() {
-            Some(l) => auth::lookup_self(&self.shared.ep, &l.token, timeout)
+            Some(l) => self
+                .shared
+                .ep
+                .lookup_self(&l.token, timeout)
                 .await
                 .map(|_| ()),
             None => Ok(()),

@@ -139,7 +139,11 @@ async fn shared_ca(store: &dyn ResourceStore, spec: &CaSpec) -> Result<(String, 
             }),
         );
         match store.write(vec![WriteOp::create(&r, None)]).await {
-            Ok(_) => tracing::info!(secret = spec.secret, "generated a CA for {}", spec.common_name),
+            Ok(_) => tracing::info!(
+                secret = spec.secret,
+                "generated a CA for {}",
+                spec.common_name
+            ),
             Err(StoreError::AlreadyExists(_)) => {}
             Err(e) => return Err(e.into()),
         }

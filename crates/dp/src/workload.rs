@@ -1,0 +1,215 @@
+//! The SPIFFE Workload API (X.509) on a unix socket: every workload on the host can fetch its
+//! X.509-SVIDs and the mesh's bundle, with a new message on every rotation.
+
+use std::{collections::HashMap, path::Path, pin::Pin};
+
+use futures::Stream;
+use meshplane_dp_api::{
+    WORKLOAD_HEADER,
+    dp::IdentityUpdate,
+    workload::{
+        JwtBundlesRequest, JwtBundlesResponse, JwtsvidRequest, JwtsvidResponse,
+        ValidateJwtsvidRequest, ValidateJwtsvidResponse, X509BundlesRequest, X509BundlesResponse,
+        X509svid, X509svidRequest, X509svidResponse,
+        spiffe_workload_api_server::{SpiffeWorkloadApi, SpiffeWorkloadApiServer},
+    },
+};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+/// DER bytes of every certificate in a PEM text, concatenated (the Workload API's encoding).
+fn der_concat(pems: &[String]) -> Result<Vec<u8>, Status> {
+    let mut out = Vec::new();
+    for p in pems {
+        for block in pem::parse_many(p)
+            .map_err(|e| Status::internal(format!("bad PEM from the zone: {e}")))?
+        {
+            if block.tag() == "CERTIFICATE" {
+                out.extend_from_slice(block.contents());
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn pkcs8_der(key_pem: &str) -> Result<Vec<u8>, Status> {
+    let block = pem::parse(key_pem)
+        .map_err(|e| Status::internal(format!("bad key PEM from the zone: {e}")))?;
+    if block.tag() != "PRIVATE KEY" {
+        return Err(Status::internal(format!(
+            "the SVID key is {}, not PKCS#8",
+            block.tag()
+        )));
+    }
+    Ok(block.contents().to_vec())
+}
+
+fn trust_domain(mesh: &str) -> String {
+    format!("spiffe://{mesh}")
+}
+
+fn svid_response(u: &IdentityUpdate) -> Result<X509svidResponse, Status> {
+    let bundle = der_concat(&u.trust_bundle)?;
+    let mut svids = Vec::new();
+    for s in &u.svids {
+        let Some(c) = &s.certificate else { continue };
+        let mut chain = vec![c.cert_pem.clone()];
+        chain.extend(c.chain_pem.iter().cloned());
+        svids.push(X509svid {
+            spiffe_id: s.spiffe_id.clone(),
+            x509_svid: der_concat(&chain)?,
+            x509_svid_key: pkcs8_der(&c.key_pem)?,
+            bundle: bundle.clone(),
+            hint: String::new(),
+        });
+    }
+    Ok(X509svidResponse {
+        svids,
+        crl: vec![],
+        federated_bundles: HashMap::new(),
+    })
+}
+
+fn check_header<T>(req: &Request<T>) -> Result<(), Status> {
+    match req
+        .metadata()
+        .get(WORKLOAD_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some("true") => Ok(()),
+        _ => Err(Status::invalid_argument(format!(
+            "security header {WORKLOAD_HEADER}: true is missing"
+        ))),
+    }
+}
+
+pub struct Api {
+    pub state: watch::Receiver<Option<IdentityUpdate>>,
+}
+
+type Out<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// Streams `f(update)` for the current update and every later one that has SVIDs.
+fn stream<T: Send + 'static>(
+    mut state: watch::Receiver<Option<IdentityUpdate>>,
+    f: fn(&IdentityUpdate) -> Result<T, Status>,
+) -> Out<T> {
+    let (tx, rx) = mpsc::channel(2);
+    tokio::spawn(async move {
+        loop {
+            let current = state.borrow_and_update().clone();
+            if let Some(u) = current.filter(|u| !u.svids.is_empty())
+                && tx.send(f(&u)).await.is_err()
+            {
+                return;
+            }
+            tokio::select! {
+                r = state.changed() => if r.is_err() { return },
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
+}
+
+#[tonic::async_trait]
+impl SpiffeWorkloadApi for Api {
+    type FetchX509SVIDStream = Out<X509svidResponse>;
+    type FetchX509BundlesStream = Out<X509BundlesResponse>;
+    type FetchJWTBundlesStream = Out<JwtBundlesResponse>;
+
+    async fn fetch_x509svid(
+        &self,
+        req: Request<X509svidRequest>,
+    ) -> Result<Response<Self::FetchX509SVIDStream>, Status> {
+        check_header(&req)?;
+        Ok(Response::new(stream(self.state.clone(), svid_response)))
+    }
+
+    async fn fetch_x509_bundles(
+        &self,
+        req: Request<X509BundlesRequest>,
+    ) -> Result<Response<Self::FetchX509BundlesStream>, Status> {
+        check_header(&req)?;
+        Ok(Response::new(stream(self.state.clone(), |u| {
+            Ok(X509BundlesResponse {
+                crl: vec![],
+                bundles: HashMap::from([(trust_domain(&u.mesh), der_concat(&u.trust_bundle)?)]),
+            })
+        })))
+    }
+
+    async fn fetch_jwtsvid(
+        &self,
+        req: Request<JwtsvidRequest>,
+    ) -> Result<Response<JwtsvidResponse>, Status> {
+        check_header(&req)?;
+        Err(Status::unimplemented(
+            "JWT-SVIDs are not issued by Meshplane",
+        ))
+    }
+
+    async fn fetch_jwt_bundles(
+        &self,
+        req: Request<JwtBundlesRequest>,
+    ) -> Result<Response<Self::FetchJWTBundlesStream>, Status> {
+        check_header(&req)?;
+        Err(Status::unimplemented(
+            "JWT-SVIDs are not issued by Meshplane",
+        ))
+    }
+
+    async fn validate_jwtsvid(
+        &self,
+        req: Request<ValidateJwtsvidRequest>,
+    ) -> Result<Response<ValidateJwtsvidResponse>, Status> {
+        check_header(&req)?;
+        Err(Status::unimplemented(
+            "JWT-SVIDs are not issued by Meshplane",
+        ))
+    }
+}
+
+/// Serves the API on `path` until `shutdown` resolves; the socket file is removed on the way out.
+pub async fn serve(
+    path: &Path,
+    state: watch::Receiver<Option<IdentityUpdate>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if !path.is_absolute() {
+        anyhow::bail!(
+            "--workload-api-socket {} must be an absolute path",
+            path.display()
+        );
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("--workload-api-socket: creating {}", parent.display()))?;
+    }
+    let _ = std::fs::remove_file(path);
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("--workload-api-socket {}: cannot listen", path.display()))?;
+    tracing::info!(socket = %path.display(), "serving the SPIFFE Workload API");
+    let (conn_tx, conn_rx) = mpsc::channel::<Result<tokio::io::DuplexStream, std::io::Error>>(16);
+    let accept = tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else {
+                return;
+            };
+            let (client_side, server_side) = tokio::io::duplex(64 * 1024);
+            if conn_tx.send(Ok(server_side)).await.is_err() {
+                return;
+            }
+            tokio::spawn(crate::authority::shim(sock, client_side));
+        }
+    });
+    let result = tonic::transport::Server::builder()
+        .add_service(SpiffeWorkloadApiServer::new(Api { state }))
+        .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), shutdown)
+        .await;
+    accept.abort();
+    let _ = std::fs::remove_file(path);
+    result.context("workload API server")
+}
