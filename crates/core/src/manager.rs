@@ -220,6 +220,21 @@ impl ResourceManager {
         let mut ops = vec![primary];
         ops.append(&mut extra_ops);
         let mut results = self.store.write(ops).await?;
+        // Backends the update removed: let them drop cached clients (Vault sessions renew tokens).
+        if let (Some(c), Spec::Mesh(new)) = (&current, &resource.spec)
+            && let Ok(old) = c.to_resource()
+            && let Spec::Mesh(old) = old.spec
+        {
+            for b in old
+                .backends()
+                .iter()
+                .filter(|b| !new.backends().iter().any(|n| n.name == b.name))
+            {
+                if let Some(ca) = self.ca.get(b.backend_type) {
+                    ca.release(&key.name, &b.name);
+                }
+            }
+        }
         let record = results
             .swap_remove(0)
             .ok_or_else(|| ManagerError::Internal(format!("BUG: no record returned for {key}")))?;

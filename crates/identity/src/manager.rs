@@ -336,6 +336,22 @@ impl Worker {
                 }
             }
             Command::Mesh(name, spec) => {
+                if let Some(old) = self.meshes.get(&name) {
+                    let kept: Vec<&str> = spec
+                        .iter()
+                        .flat_map(|s| s.backends())
+                        .map(|b| b.name.as_str())
+                        .collect();
+                    for b in old
+                        .backends()
+                        .iter()
+                        .filter(|b| !kept.contains(&b.name.as_str()))
+                    {
+                        if let Some(ca) = self.deps.ca.get(b.backend_type) {
+                            ca.release(&name, &b.name);
+                        }
+                    }
+                }
                 match spec {
                     Some(s) => {
                         self.meshes.insert(name.clone(), s);

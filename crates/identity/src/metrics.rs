@@ -27,6 +27,7 @@ pub struct Metrics {
     pub latency: Family<BackendLabels, Histogram>,
     pub identities: Gauge,
     pub breaker_open: Family<BackendLabels, Gauge>,
+    pub token_ttl: Family<BackendLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -44,6 +45,7 @@ impl Metrics {
             latency: Family::new_with_constructor(latency_histogram),
             identities: Gauge::default(),
             breaker_open: Family::default(),
+            token_ttl: Family::default(),
         }
     }
 
@@ -75,5 +77,28 @@ impl Metrics {
             m.breaker_open.clone(),
         );
         m
+    }
+}
+
+/// Refreshes the Vault token TTL gauge from the backends every `every`, until the task is aborted.
+pub async fn watch_credentials(
+    ca: meshplane_core::ca::CaRegistry,
+    m: Metrics,
+    every: std::time::Duration,
+) {
+    loop {
+        for t in meshplane_core::model::BackendType::ALL {
+            if let Some(b) = ca.get(t) {
+                for e in b.credential_expiries() {
+                    m.token_ttl
+                        .get_or_create(&BackendLabels {
+                            mesh: e.mesh,
+                            backend: e.backend,
+                        })
+                        .set(e.seconds_left);
+                }
+            }
+        }
+        tokio::time::sleep(every).await;
     }
 }

@@ -29,6 +29,7 @@ pub struct ClientConfig {
     pub nack_backoff: Duration,
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
+    pub metrics: crate::metrics::KdsMetrics,
 }
 
 impl ClientConfig {
@@ -51,6 +52,7 @@ impl ClientConfig {
             nack_backoff: Duration::from_secs(5),
             backoff_base: Duration::from_millis(500),
             backoff_cap: Duration::from_secs(30),
+            metrics: crate::metrics::KdsMetrics::default(),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod apply;
 pub mod chunk;
 pub mod client;
 pub mod link;
+pub mod metrics;
 pub mod mirror;
 pub mod server;
 pub mod version;

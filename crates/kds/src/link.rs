@@ -64,6 +64,7 @@ pub enum LinkError {
 }
 
 pub struct LinkConfig {
+    pub metrics: crate::metrics::KdsMetrics,
     pub max_message: usize,
     pub send_timeout: Duration,
     pub nack_backoff: Duration,
@@ -91,10 +92,8 @@ pub struct Link<T> {
     /// Types contained in each unacknowledged push, by nonce.
     pending: HashMap<String, Vec<String>>,
     pub stats: Stats,
-    /// Pushes the peer acknowledged since the link started (for tests and insight).
     nonce_seq: u64,
-    /// Last time a push of ours was acknowledged; when a push was sent and when it was acked.
-    pub ack_latency: Arc<Mutex<Vec<Duration>>>,
+    /// When each unacknowledged push was sent, for the sync-lag histogram.
     sent_at: HashMap<String, Instant>,
 }
 
@@ -121,7 +120,6 @@ impl<T: Send + 'static> Link<T> {
             pending: HashMap::new(),
             stats: Stats::default(),
             nonce_seq: 0,
-            ack_latency: Arc::default(),
             sent_at: HashMap::new(),
         }
     }
@@ -313,13 +311,10 @@ impl<T: Send + 'static> Link<T> {
 
     pub fn handle_ack(&mut self, ack: proto::Ack) {
         if let Some(at) = self.sent_at.remove(&ack.nonce) {
-            let mut l = self
-                .ack_latency
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if l.len() < 4096 {
-                l.push(at.elapsed());
-            }
+            self.cfg
+                .metrics
+                .ack_seconds
+                .observe(at.elapsed().as_secs_f64());
         }
         let types = self.pending.remove(&ack.nonce).unwrap_or_default();
         let now = Instant::now();

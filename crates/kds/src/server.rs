@@ -36,6 +36,7 @@ pub struct ServerConfig {
     pub nack_backoff: Duration,
     /// How often a stream refreshes its ZoneInsight subscription (liveness and counters).
     pub insight_flush: Duration,
+    pub metrics: crate::metrics::KdsMetrics,
 }
 
 impl ServerConfig {
@@ -47,6 +48,7 @@ impl ServerConfig {
             send_timeout: Duration::from_secs(60),
             nack_backoff: Duration::from_secs(5),
             insight_flush: Duration::from_secs(10),
+            metrics: crate::metrics::KdsMetrics::default(),
         }
     }
 }
@@ -146,6 +148,15 @@ impl Inner {
                     kill,
                 },
             );
+        self.cfg.metrics.connected.set(
+            i64::try_from(
+                self.active
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .len(),
+            )
+            .unwrap_or(0),
+        );
         if let Some(old) = old {
             tracing::info!(
                 zone,
@@ -166,6 +177,10 @@ impl Inner {
         if active.get(zone).is_some_and(|a| a.stream_id == id) {
             active.remove(zone);
         }
+        self.cfg
+            .metrics
+            .connected
+            .set(i64::try_from(active.len()).unwrap_or(0));
     }
 }
 

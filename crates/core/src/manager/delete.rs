@@ -11,9 +11,9 @@ use super::{DeleteOptions, ManagerError, ResourceManager};
 impl ResourceManager {
     pub async fn delete(&self, key: &ResourceKey, opts: DeleteOptions) -> Result<(), ManagerError> {
         self.check_writable(key.kind)?;
-        if self.store.get(key).await?.is_none() {
+        let Some(current) = self.store.get(key).await? else {
             return Err(ManagerError::NotFound(key.clone()));
-        }
+        };
         match key.kind {
             ResourceKind::Secret => self.check_secret_unused(key).await?,
             ResourceKind::Mesh if !opts.force => self.check_mesh_empty(&key.name).await?,
@@ -28,7 +28,19 @@ impl ResourceManager {
             }])
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                // Let backends drop cached clients of a deleted Mesh (Vault sessions renew tokens).
+                if let Ok(r) = current.to_resource()
+                    && let Spec::Mesh(m) = r.spec
+                {
+                    for b in m.backends() {
+                        if let Some(ca) = self.ca.get(b.backend_type) {
+                            ca.release(&key.name, &b.name);
+                        }
+                    }
+                }
+                Ok(())
+            }
             Err(StoreError::NotFound(k)) => Err(ManagerError::NotFound(k)),
             Err(e) => Err(e.into()),
         }

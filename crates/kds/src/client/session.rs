@@ -115,6 +115,8 @@ pub(super) async fn connect_and_sync(
         Ok(Err(s)) => return Err(ClientError::Refused(s)),
         Err(_) => return Err(ClientError::Stream("no Welcome within 30s".into())),
     };
+    cfg.metrics.connected.set(1);
+    let _connected = ConnectedGauge(cfg.metrics.connected.clone());
     status.send_modify(|s| {
         s.connected = true;
         s.connects += 1;
@@ -123,6 +125,7 @@ pub(super) async fn connect_and_sync(
     tracing::info!(zone = %cfg.zone, global = %welcome.global_instance_id, "connected to global");
 
     let lcfg = LinkConfig {
+        metrics: cfg.metrics.clone(),
         max_message: cfg.max_message,
         send_timeout: cfg.send_timeout,
         nack_backoff: cfg.nack_backoff,
@@ -207,5 +210,14 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// Sets the connected gauge back to 0 however the session ends.
+struct ConnectedGauge(prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for ConnectedGauge {
+    fn drop(&mut self) {
+        self.0.set(0);
     }
 }

@@ -157,6 +157,7 @@ async fn session(
         .map_err(|_| Status::cancelled("zone went away"))?;
 
     let cfg = LinkConfig {
+        metrics: inner.cfg.metrics.clone(),
         max_message: inner.cfg.max_message,
         send_timeout: inner.cfg.send_timeout,
         nack_backoff: inner.cfg.nack_backoff,

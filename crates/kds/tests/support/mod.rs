@@ -4,6 +4,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use meshplane_core::runtime::tls::{self as tlsgen, ServerTls};
 use meshplane_core::{
     model::{Meta, Resource, ResourceKey, ResourceKind, Spec},
     store::{ResourceStore, ResourceStoreExt, WriteOp, memory::MemoryStore},
@@ -13,7 +14,6 @@ use meshplane_kds::{
     client::{ClientConfig, SyncStatus},
     server::{KdsServer, ServerConfig},
 };
-use meshplane_core::runtime::tls::{self as tlsgen, ServerTls};
 use serde_json::json;
 use tokio::sync::watch;
 

@@ -1,0 +1,121 @@
+//! Command-line interface of `meshplane-global`. Every flag also reads `MESHPLANE_<FLAG>` and the
+//! `--config` YAML file.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use meshplane_core::runtime::{config::CommonArgs, store_args::StoreArgs};
+
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "meshplane-global",
+    version,
+    about = "Meshplane global control plane"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Run the global control plane.
+    Run(RunArgs),
+    /// Manage the PostgreSQL schema.
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum MigrateCommand {
+    /// Apply every pending migration.
+    Up(MigrateArgs),
+}
+
+#[derive(Debug, clap::Args, serde::Serialize)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// PostgreSQL URL.
+    #[arg(long, env = "MESHPLANE_DATABASE_URL", value_name = "URL")]
+    #[serde(skip)]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, clap::Args, serde::Serialize)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address of the REST API (Kuma's port 5681).
+    #[arg(
+        long,
+        env = "MESHPLANE_API_ADDR",
+        default_value = "127.0.0.1:5681",
+        value_name = "HOST:PORT"
+    )]
+    pub api_addr: SocketAddr,
+    /// Address of the zone sync server (Kuma's KDS port 5685). Zones dial it with TLS.
+    #[arg(
+        long,
+        env = "MESHPLANE_KDS_ADDR",
+        default_value = "0.0.0.0:5685",
+        value_name = "HOST:PORT"
+    )]
+    pub kds_addr: SocketAddr,
+    /// Certificate (PEM) for the sync server. Without it, Meshplane generates a CA shared by all
+    /// replicas through the store and writes it to `<work-dir>/kds-ca.pem` for zones to trust.
+    #[arg(
+        long,
+        env = "MESHPLANE_KDS_TLS_CERT_FILE",
+        value_name = "FILE",
+        requires = "kds_tls_key_file"
+    )]
+    pub kds_tls_cert_file: Option<PathBuf>,
+    #[arg(
+        long,
+        env = "MESHPLANE_KDS_TLS_KEY_FILE",
+        value_name = "FILE",
+        requires = "kds_tls_cert_file"
+    )]
+    #[serde(skip)]
+    pub kds_tls_key_file: Option<PathBuf>,
+    /// Extra DNS names or IPs for the generated sync certificate (comma separated).
+    #[arg(long, env = "MESHPLANE_KDS_TLS_SAN", value_delimiter = ',')]
+    pub kds_tls_san: Vec<String>,
+    /// HTTP/2 keepalive on sync streams; a dead zone is noticed after about twice this.
+    #[arg(long, env = "MESHPLANE_KDS_KEEPALIVE", default_value = "15s", value_parser = parse_duration)]
+    #[serde(serialize_with = "ser_duration")]
+    pub kds_keepalive: Duration,
+    /// How often each zone stream refreshes its ZoneInsight (liveness and counters).
+    #[arg(long, env = "MESHPLANE_KDS_INSIGHT_FLUSH", default_value = "10s", value_parser = parse_duration)]
+    #[serde(serialize_with = "ser_duration")]
+    pub kds_insight_flush: Duration,
+    /// Largest sync message, in bytes.
+    #[arg(long, env = "MESHPLANE_KDS_MAX_MESSAGE_SIZE", default_value_t = 16 * 1024 * 1024)]
+    pub kds_max_message_size: usize,
+    /// Directory for generated files (the sync CA for zones). Defaults to `$HOME/.meshplane`.
+    #[arg(long, env = "MESHPLANE_WORK_DIR", value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// This replica's id, shown by `GET /` and in zone insights. Defaults to `<hostname>-<random>`.
+    #[arg(long, env = "MESHPLANE_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+    /// Do not create the `default` Mesh at start (Kuma creates it).
+    #[arg(long, env = "MESHPLANE_SKIP_DEFAULT_MESH")]
+    pub skip_default_mesh: bool,
+    /// How long in-flight requests and streams get to finish after SIGTERM.
+    #[arg(long, env = "MESHPLANE_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[serde(serialize_with = "ser_duration")]
+    pub shutdown_timeout: Duration,
+}
+
+/// Parses a Kuma-grammar duration (`30s`, `5m`) for a flag.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    meshplane_core::duration::KumaDuration::parse(s)
+        .map(|d| d.as_duration())
+        .map_err(|e| e.to_string())
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(meshplane_core::duration::KumaDuration::from_duration(*d).as_str())
+}

@@ -1,0 +1,215 @@
+//! Start-up, serving and shutdown of the global control plane.
+
+use std::{process::ExitCode, sync::Arc};
+
+use anyhow::Context;
+use meshplane_api::{ApiState, ServerInfo};
+use meshplane_core::{
+    datasource::StoreLoader,
+    manager::{Mode, ResourceManager},
+    runtime::{readiness::Readiness, signal, telemetry},
+    tokens::Tokens,
+};
+use meshplane_kds::server::{KdsServer, ServerConfig};
+use tokio::task::JoinSet;
+
+use crate::args::{Cli, Command, MigrateArgs, MigrateCommand, RunArgs};
+
+/// Entry point: builds the runtime, runs the command, maps the outcome to an exit code.
+pub fn main(cli: Cli) -> ExitCode {
+    let common = match &cli.command {
+        Command::Run(a) => &a.common,
+        Command::Migrate(MigrateCommand::Up(a)) => &a.common,
+    };
+    if let Err(e) = telemetry::init(common.log_format, &common.log_level) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Run(args) => run(args).await,
+            Command::Migrate(MigrateCommand::Up(args)) => migrate_up(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "meshplane-global failed");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn migrate_up(args: MigrateArgs) -> anyhow::Result<()> {
+    let url = args
+        .database_url
+        .context("--database-url (or MESHPLANE_DATABASE_URL) is required for migrate up")?;
+    let applied = meshplane_store_postgres::migrate_up_url(&url)
+        .await
+        .context("applying migrations")?;
+    if applied.is_empty() {
+        println!("database is up to date");
+    } else {
+        for v in applied {
+            println!("applied migration {v}");
+        }
+    }
+    Ok(())
+}
+
+fn instance_id(given: Option<String>) -> String {
+    given.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "global".into());
+        format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+    })
+}
+
+fn default_work_dir() -> std::path::PathBuf {
+    std::env::var_os("HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/var/lib/meshplane".into())
+        .join(".meshplane")
+}
+
+/// Runs until SIGTERM/SIGINT, or until a critical task fails.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    tracing::info!(config = %serde_json::to_string(&args).unwrap_or_default(), version = env!("CARGO_PKG_VERSION"), "starting meshplane-global");
+    let readiness = Readiness::new();
+    let store_ready = readiness.register("store");
+
+    let (store, store_desc) = meshplane_store_postgres::open_store(&args.store, "meshplane-global")
+        .await
+        .context("opening the store")?;
+    drop(store_ready);
+
+    let loader = Arc::new(StoreLoader::new(store.clone()));
+    let registry = meshplane_ca::registry();
+    let manager = Arc::new(ResourceManager::new(
+        store.clone(),
+        registry,
+        loader,
+        Mode::Global,
+    ));
+    if !args.skip_default_mesh
+        && manager
+            .ensure_default_mesh()
+            .await
+            .context("creating the default Mesh")?
+    {
+        tracing::info!("created the default Mesh");
+    }
+
+    let instance = instance_id(args.instance_id.clone());
+    let metrics = prometheus_client::registry::Registry::with_prefix("meshplane");
+    let info = ServerInfo {
+        product: "Meshplane",
+        version: env!("CARGO_PKG_VERSION"),
+        instance_id: instance.clone(),
+        mode: "global",
+        zone: None,
+        store: store_desc,
+    };
+    let tokens = Tokens::new(store.clone());
+    let state = ApiState {
+        manager: manager.clone(),
+        info: Arc::new(info),
+        readiness: readiness.clone(),
+        metrics: Arc::new(metrics),
+        tokens: Some(tokens),
+    };
+    let router = meshplane_api::router(state, meshplane_api::tokens::routes());
+    let listener = tokio::net::TcpListener::bind(args.api_addr)
+        .await
+        .with_context(|| format!("--api-addr {}: cannot listen", args.api_addr))?;
+
+    let tls = match (&args.kds_tls_cert_file, &args.kds_tls_key_file) {
+        (Some(c), Some(k)) => {
+            meshplane_core::runtime::tls::from_files(&meshplane_core::runtime::tls::KDS, c, k)?
+        }
+        _ => {
+            let dir = args.work_dir.clone().unwrap_or_else(default_work_dir);
+            let tls = meshplane_core::runtime::tls::autogenerate(
+                store.as_ref(),
+                &meshplane_core::runtime::tls::KDS,
+                &dir,
+                &args.kds_tls_san,
+            )
+            .await
+            .context("preparing the sync server's TLS certificate")?;
+            if let Some(f) = &tls.ca_file {
+                tracing::info!(ca_file = %f.display(), "zones must trust this CA: pass it as --kds-ca-file");
+            }
+            tls
+        }
+    };
+    let kds_listener = tokio::net::TcpListener::bind(args.kds_addr)
+        .await
+        .with_context(|| format!("--kds-addr {}: cannot listen", args.kds_addr))?;
+
+    let (drain_tx, drain_rx) = drain::channel();
+    let mut critical: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+    {
+        let drain = drain_rx.clone();
+        critical.spawn(async move {
+            (
+                "API server",
+                meshplane_api::serve(listener, router, drain)
+                    .await
+                    .map_err(Into::into),
+            )
+        });
+    }
+    {
+        let mut cfg = ServerConfig::new(instance);
+        cfg.insight_flush = args.kds_insight_flush;
+        cfg.max_message = args.kds_max_message_size;
+        let server = KdsServer::new(store.clone(), cfg, drain_rx.clone());
+        let drain = drain_rx.clone();
+        let keepalive = args.kds_keepalive;
+        tracing::info!(addr = %args.kds_addr, "zone sync server listening");
+        critical.spawn(async move {
+            (
+                "zone sync server",
+                meshplane_kds::serve(kds_listener, server, &tls, keepalive, drain)
+                    .await
+                    .map_err(Into::into),
+            )
+        });
+    }
+    drop(drain_rx);
+
+    tokio::select! {
+        biased;
+        _ = signal::shutdown() => {}
+        Some(done) = critical.join_next() => {
+            // A critical task must never end on its own: take the process down loudly.
+            let (name, result) = done.context("a critical task panicked")?;
+            return Err(match result {
+                Ok(()) => anyhow::anyhow!("{name} stopped unexpectedly"),
+                Err(e) => e.context(format!("{name} failed")),
+            });
+        }
+    }
+    tracing::info!(timeout = ?args.shutdown_timeout, "draining");
+    if tokio::time::timeout(args.shutdown_timeout, drain_tx.drain())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown timeout reached with work still in flight");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

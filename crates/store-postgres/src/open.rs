@@ -1,0 +1,55 @@
+//! What the binaries call: open the store the flags select (checking, never migrating, the schema)
+//! and `migrate up`.
+
+use std::sync::Arc;
+
+use meshplane_core::{
+    runtime::store_args::{StoreArgs, StoreArgsError, StoreKind},
+    store::{ResourceStore, memory::MemoryStore},
+};
+
+use crate::{
+    error::PgError,
+    schema::{check_schema_for, migrate_up},
+    store::{PgOptions, PgStore, connect_pool},
+};
+
+/// The store `args` select and its description for logs and `/`. A PostgreSQL database must
+/// already carry this binary's schema: the error says to run `<binary> migrate up` otherwise.
+pub async fn open_store(
+    args: &StoreArgs,
+    binary: &str,
+) -> Result<(Arc<dyn ResourceStore>, String), PgError> {
+    match args.resolve()? {
+        (StoreKind::Memory, _) => {
+            let store = MemoryStore::new();
+            let description = store.describe();
+            Ok((Arc::new(store), description))
+        }
+        (StoreKind::Postgres, url) => {
+            let url = url.ok_or(StoreArgsError::MissingUrl)?;
+            let opts = PgOptions {
+                max_connections: args.database_max_connections,
+                ..PgOptions::default()
+            };
+            let pool = connect_pool(url, &opts).await?;
+            check_schema_for(&pool, binary).await?;
+            let store = PgStore::from_pool(pool).await?;
+            let description = store.describe();
+            tracing::info!(store = %description, "store opened");
+            Ok((Arc::new(store), description))
+        }
+    }
+}
+
+/// `migrate up` against `url`: the versions applied, empty when the database was up to date.
+pub async fn migrate_up_url(url: &str) -> Result<Vec<i64>, PgError> {
+    let opts = PgOptions {
+        max_connections: 1,
+        ..PgOptions::default()
+    };
+    let pool = connect_pool(url, &opts).await?;
+    let applied = migrate_up(&pool).await;
+    pool.close().await;
+    applied
+}

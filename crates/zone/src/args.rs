@@ -1,0 +1,92 @@
+//! Command-line interface of `meshplane-zone`. Every flag also reads `MESHPLANE_<FLAG>` and `--config`.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use meshplane_core::runtime::{config::CommonArgs, store_args::StoreArgs};
+
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "meshplane-zone",
+    version,
+    about = "Meshplane zone control plane"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Run the zone control plane.
+    Run(Box<RunArgs>),
+}
+
+#[derive(Debug, clap::Args, serde::Serialize)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// This zone's name; required with --global-address.
+    #[arg(long, env = "MESHPLANE_ZONE")]
+    pub zone: Option<String>,
+    /// Global's sync address, `grpcs://HOST:5685`. Without it the zone runs standalone and owns its Meshes.
+    #[arg(long, env = "MESHPLANE_GLOBAL_ADDRESS", value_name = "URL")]
+    pub global_address: Option<String>,
+    /// PEM file of the CA that signs global's sync certificate (global logs where it wrote its own).
+    #[arg(long, env = "MESHPLANE_KDS_CA_FILE", value_name = "FILE")]
+    pub kds_ca_file: Option<PathBuf>,
+    /// File holding this zone's token (`meshctl generate zone-token`); re-read on every reconnect.
+    #[arg(long, env = "MESHPLANE_ZONE_TOKEN_FILE", value_name = "FILE")]
+    pub zone_token_file: Option<PathBuf>,
+    /// Address of the zone's REST API.
+    #[arg(
+        long,
+        env = "MESHPLANE_API_ADDR",
+        default_value = "127.0.0.1:5681",
+        value_name = "HOST:PORT"
+    )]
+    pub api_addr: SocketAddr,
+    /// Address of the dataplane server (Kuma's port 5678).
+    #[arg(
+        long,
+        env = "MESHPLANE_DP_SERVER_ADDR",
+        default_value = "0.0.0.0:5678",
+        value_name = "HOST:PORT"
+    )]
+    pub dp_server_addr: SocketAddr,
+    /// This instance's id. Defaults to `<zone>-<hostname>-<random>`.
+    #[arg(long, env = "MESHPLANE_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+    /// Standalone only: do not create the `default` Mesh at start.
+    #[arg(long, env = "MESHPLANE_SKIP_DEFAULT_MESH")]
+    pub skip_default_mesh: bool,
+    /// HTTP/2 keepalive towards global; a dead link is noticed after about twice this.
+    #[arg(long, env = "MESHPLANE_KDS_KEEPALIVE", default_value = "15s", value_parser = parse_duration)]
+    #[serde(serialize_with = "ser_duration")]
+    pub kds_keepalive: Duration,
+    /// Largest sync message, in bytes.
+    #[arg(long, env = "MESHPLANE_KDS_MAX_MESSAGE_SIZE", default_value_t = 16 * 1024 * 1024)]
+    pub kds_max_message_size: usize,
+    /// First reconnect delay towards global; doubles with jitter up to --kds-reconnect-max.
+    #[arg(long, env = "MESHPLANE_KDS_RECONNECT_BASE", default_value = "500ms", value_parser = parse_duration)]
+    #[serde(serialize_with = "ser_duration")]
+    pub kds_reconnect_base: Duration,
+    #[arg(long, env = "MESHPLANE_KDS_RECONNECT_MAX", default_value = "30s", value_parser = parse_duration)]
+    #[serde(serialize_with = "ser_duration")]
+    pub kds_reconnect_max: Duration,
+    /// How long in-flight work gets to finish after SIGTERM.
+    #[arg(long, env = "MESHPLANE_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[serde(serialize_with = "ser_duration")]
+    pub shutdown_timeout: Duration,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    meshplane_core::duration::KumaDuration::parse(s)
+        .map(|d| d.as_duration())
+        .map_err(|e| e.to_string())
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(meshplane_core::duration::KumaDuration::from_duration(*d).as_str())
+}

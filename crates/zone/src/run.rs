@@ -1,0 +1,207 @@
+//! Start-up, serving and shutdown of a zone control plane.
+
+use std::{process::ExitCode, sync::Arc};
+
+use anyhow::{Context, bail};
+use meshplane_api::{ApiState, ServerInfo};
+use meshplane_core::{
+    datasource::StoreLoader,
+    manager::{Mode, ResourceManager},
+    runtime::{readiness::Readiness, signal, telemetry},
+    tokens::Tokens,
+};
+use meshplane_kds::client::{ClientConfig, SyncStatus};
+use tokio::{sync::watch, task::JoinSet};
+
+use crate::args::{Cli, Command, RunArgs};
+
+pub fn main(cli: Cli) -> ExitCode {
+    let Command::Run(args) = cli.command;
+    if let Err(e) = telemetry::init(args.common.log_format, &args.common.log_level) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(*args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "meshplane-zone failed");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "zone".into())
+}
+
+/// The sync client's settings from the flags, or `None` for a standalone zone.
+fn kds_config(args: &RunArgs, instance_id: &str) -> anyhow::Result<Option<ClientConfig>> {
+    let Some(address) = args.global_address.clone() else {
+        return Ok(None);
+    };
+    let zone = args
+        .zone
+        .clone()
+        .context("--zone is required with --global-address")?;
+    if !meshplane_core::model::names::is_valid_name(&zone) || zone.len() > 63 {
+        bail!(
+            "--zone {zone:?}: {} (at most 63 characters)",
+            meshplane_core::model::names::NAME_RULE
+        );
+    }
+    let token_file = args
+        .zone_token_file
+        .clone()
+        .context("--zone-token-file is required with --global-address")?;
+    let mut cfg = ClientConfig::new(zone, address, token_file);
+    if let Some(ca) = &args.kds_ca_file {
+        cfg.ca_pem =
+            Some(std::fs::read(ca).with_context(|| format!("--kds-ca-file {}", ca.display()))?);
+    }
+    cfg.instance_id = instance_id.to_string();
+    cfg.keepalive = args.kds_keepalive;
+    cfg.max_message = args.kds_max_message_size;
+    cfg.backoff_base = args.kds_reconnect_base;
+    cfg.backoff_cap = args.kds_reconnect_max;
+    // Fail fast on an address that can never work, instead of retrying it forever.
+    meshplane_kds::client::endpoint(&cfg)?;
+    Ok(Some(cfg))
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    tracing::info!(config = %serde_json::to_string(&args).unwrap_or_default(), version = env!("CARGO_PKG_VERSION"), "starting meshplane-zone");
+    let zone_name = args.zone.clone().unwrap_or_else(|| "standalone".into());
+    let instance_id = args.instance_id.clone().unwrap_or_else(|| {
+        format!(
+            "{zone_name}-{}-{}",
+            hostname(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        )
+    });
+    let kds = kds_config(&args, &instance_id)?;
+    let mode = if kds.is_some() {
+        Mode::FederatedZone
+    } else {
+        Mode::StandaloneZone
+    };
+
+    let readiness = Readiness::new();
+    let store_ready = readiness.register("store");
+    let (store, store_desc) = meshplane_store_postgres::open_store(&args.store, "meshplane-zone")
+        .await
+        .context("opening the store")?;
+    drop(store_ready);
+
+    let loader = Arc::new(StoreLoader::new(store.clone()));
+    let manager = Arc::new(ResourceManager::new(
+        store.clone(),
+        meshplane_ca::registry(),
+        loader,
+        mode,
+    ));
+    if mode == Mode::StandaloneZone
+        && !args.skip_default_mesh
+        && manager
+            .ensure_default_mesh()
+            .await
+            .context("creating the default Mesh")?
+    {
+        tracing::info!("created the default Mesh");
+    }
+
+    let metrics = prometheus_client::registry::Registry::with_prefix("meshplane");
+    let info = ServerInfo {
+        product: "Meshplane",
+        version: env!("CARGO_PKG_VERSION"),
+        instance_id: instance_id.clone(),
+        mode: "zone",
+        zone: Some(zone_name.clone()),
+        store: store_desc,
+    };
+    // A standalone zone issues its own tokens; a federated one only verifies global's.
+    let tokens = (mode == Mode::StandaloneZone).then(|| Tokens::new(store.clone()));
+    let extra = if tokens.is_some() {
+        meshplane_api::tokens::routes()
+    } else {
+        axum::Router::new()
+    };
+    let state = ApiState {
+        manager: manager.clone(),
+        info: Arc::new(info),
+        readiness: readiness.clone(),
+        metrics: Arc::new(metrics),
+        tokens,
+    };
+    let router = meshplane_api::router(state, extra);
+    let api_listener = tokio::net::TcpListener::bind(args.api_addr)
+        .await
+        .with_context(|| format!("--api-addr {}: cannot listen", args.api_addr))?;
+
+    let (drain_tx, drain_rx) = drain::channel();
+    let mut critical: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+    {
+        let drain = drain_rx.clone();
+        critical.spawn(async move {
+            (
+                "API server",
+                meshplane_api::serve(api_listener, router, drain)
+                    .await
+                    .map_err(Into::into),
+            )
+        });
+    }
+    if let Some(cfg) = kds {
+        let (status_tx, mut status_rx) = watch::channel(SyncStatus::default());
+        let synced = readiness.register("initial sync with global");
+        let store = store.clone();
+        let drain = drain_rx.clone();
+        tracing::info!(zone = %cfg.zone, global = %cfg.global_address, "federated with global");
+        critical.spawn(async move {
+            meshplane_kds::client::run(cfg, store, drain, status_tx).await;
+            ("sync with global", Ok(()))
+        });
+        tokio::spawn(async move {
+            while status_rx.changed().await.is_ok() {
+                if status_rx.borrow().synced_once {
+                    drop(synced);
+                    return;
+                }
+            }
+        });
+    }
+    drop(drain_rx);
+
+    tokio::select! {
+        biased;
+        _ = signal::shutdown() => {}
+        Some(done) = critical.join_next() => {
+            let (name, result) = done.context("a critical task panicked")?;
+            return Err(match result {
+                Ok(()) => anyhow::anyhow!("{name} stopped unexpectedly"),
+                Err(e) => e.context(format!("{name} failed")),
+            });
+        }
+    }
+    tracing::info!(timeout = ?args.shutdown_timeout, "draining");
+    if tokio::time::timeout(args.shutdown_timeout, drain_tx.drain())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown timeout reached with work still in flight");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
