@@ -113,7 +113,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 
     let instance = instance_id(args.instance_id.clone());
-    let metrics = prometheus_client::registry::Registry::with_prefix("meshplane");
+    let mut registry = prometheus_client::registry::Registry::with_prefix("meshplane");
+    let kds_metrics = meshplane_kds::metrics::KdsMetrics::register(&mut registry, true);
     let info = ServerInfo {
         product: "Meshplane",
         version: env!("CARGO_PKG_VERSION"),
@@ -127,7 +128,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         manager: manager.clone(),
         info: Arc::new(info),
         readiness: readiness.clone(),
-        metrics: Arc::new(metrics),
+        metrics: Arc::new(registry),
         tokens: Some(tokens),
     };
     let router = meshplane_api::router(state, meshplane_api::tokens::routes());
@@ -174,6 +175,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     {
         let mut cfg = ServerConfig::new(instance);
+        cfg.metrics = kds_metrics;
         cfg.insight_flush = args.kds_insight_flush;
         cfg.max_message = args.kds_max_message_size;
         let server = KdsServer::new(store.clone(), cfg, drain_rx.clone());

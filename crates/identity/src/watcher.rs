@@ -33,8 +33,13 @@ async fn snapshot(store: &dyn ResourceStore, mgr: &CertManager) -> Result<(), St
     Ok(())
 }
 
-/// Runs until the store closes. Store errors are retried; they never stop the watcher.
-pub async fn run(store: std::sync::Arc<dyn ResourceStore>, mgr: CertManager) {
+/// Runs until the store closes. Store errors are retried; they never stop the watcher. `ready` is
+/// released once the manager has its first full picture.
+pub async fn run(
+    store: std::sync::Arc<dyn ResourceStore>,
+    mgr: CertManager,
+    ready: Option<meshplane_core::runtime::readiness::ReadyGuard>,
+) {
     let mut sub = store.subscribe();
     let mut backoff = meshplane_core::runtime::backoff::Backoff::new(
         std::time::Duration::from_millis(200),
@@ -44,6 +49,7 @@ pub async fn run(store: std::sync::Arc<dyn ResourceStore>, mgr: CertManager) {
         tracing::warn!(error = %e, "could not read the zone's meshes and dataplanes; retrying");
         tokio::time::sleep(backoff.next_delay()).await;
     }
+    drop(ready);
     loop {
         match sub.recv().await {
             Received::Event(e)

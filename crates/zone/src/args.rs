@@ -55,6 +55,46 @@ pub struct RunArgs {
         value_name = "HOST:PORT"
     )]
     pub dp_server_addr: SocketAddr,
+    /// Certificate (PEM) for the dataplane server. Without it, Meshplane generates a CA kept in the
+    /// zone's store and writes it to `<work-dir>/dp-server-ca.pem` for agents (`--cp-ca-file`).
+    #[arg(
+        long,
+        env = "MESHPLANE_DP_SERVER_TLS_CERT_FILE",
+        value_name = "FILE",
+        requires = "dp_server_tls_key_file"
+    )]
+    pub dp_server_tls_cert_file: Option<PathBuf>,
+    #[arg(
+        long,
+        env = "MESHPLANE_DP_SERVER_TLS_KEY_FILE",
+        value_name = "FILE",
+        requires = "dp_server_tls_cert_file"
+    )]
+    #[serde(skip)]
+    pub dp_server_tls_key_file: Option<PathBuf>,
+    /// Extra DNS names or IPs for the generated dataplane server certificate (comma separated).
+    #[arg(long, env = "MESHPLANE_DP_SERVER_TLS_SAN", value_delimiter = ',')]
+    pub dp_server_tls_san: Vec<String>,
+    /// Directory for generated files (the dataplane server CA). Defaults to `$HOME/.meshplane`.
+    #[arg(long, env = "MESHPLANE_WORK_DIR", value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Most certificate issuances in flight at once towards the CA backends.
+    #[arg(long, env = "MESHPLANE_ISSUANCE_CONCURRENCY", default_value_t = 16)]
+    pub issuance_concurrency: usize,
+    /// First retry delay after a failed issuance; doubles with jitter per dataplane.
+    #[arg(long, env = "MESHPLANE_CERT_BACKOFF_BASE", default_value = "1s", value_parser = parse_duration)]
+    #[serde(serialize_with = "ser_duration")]
+    pub cert_backoff_base: Duration,
+    #[arg(long, env = "MESHPLANE_CERT_BACKOFF_MAX", default_value = "5m", value_parser = parse_duration)]
+    #[serde(serialize_with = "ser_duration")]
+    pub cert_backoff_max: Duration,
+    /// Distinct failing dataplanes that open a CA backend's circuit breaker.
+    #[arg(
+        long,
+        env = "MESHPLANE_CERT_BREAKER_MIN_FAILURES",
+        default_value_t = 10
+    )]
+    pub cert_breaker_min_failures: usize,
     /// This instance's id. Defaults to `<zone>-<hostname>-<random>`.
     #[arg(long, env = "MESHPLANE_INSTANCE_ID")]
     pub instance_id: Option<String>,

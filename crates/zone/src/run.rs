@@ -7,9 +7,10 @@ use meshplane_api::{ApiState, ServerInfo};
 use meshplane_core::{
     datasource::StoreLoader,
     manager::{Mode, ResourceManager},
-    runtime::{readiness::Readiness, signal, telemetry},
+    runtime::{readiness::Readiness, signal, telemetry, tls},
     tokens::Tokens,
 };
+use meshplane_identity::{CertManager, Deps, ManagerConfig, clock::SystemClock};
 use meshplane_kds::client::{ClientConfig, SyncStatus};
 use tokio::{sync::watch, task::JoinSet};
 
@@ -39,6 +40,13 @@ pub fn main(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn default_work_dir() -> std::path::PathBuf {
+    std::env::var_os("HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/var/lib/meshplane".into())
+        .join(".meshplane")
 }
 
 fn hostname() -> String {
@@ -106,10 +114,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     drop(store_ready);
 
     let loader = Arc::new(StoreLoader::new(store.clone()));
+    // One registry for validation and issuance, so both share Vault sessions (and token renewal).
+    let ca = meshplane_ca::registry();
     let manager = Arc::new(ResourceManager::new(
         store.clone(),
-        meshplane_ca::registry(),
-        loader,
+        ca.clone(),
+        loader.clone(),
         mode,
     ));
     if mode == Mode::StandaloneZone
@@ -122,7 +132,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::info!("created the default Mesh");
     }
 
-    let metrics = prometheus_client::registry::Registry::with_prefix("meshplane");
+    let mut registry = prometheus_client::registry::Registry::with_prefix("meshplane");
+    let id_metrics = meshplane_identity::metrics::Metrics::register(&mut registry);
+    let kds_metrics = meshplane_kds::metrics::KdsMetrics::register(&mut registry, false);
     let info = ServerInfo {
         product: "Meshplane",
         version: env!("CARGO_PKG_VERSION"),
@@ -132,8 +144,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         store: store_desc,
     };
     // A standalone zone issues its own tokens; a federated one only verifies global's.
-    let tokens = (mode == Mode::StandaloneZone).then(|| Tokens::new(store.clone()));
-    let extra = if tokens.is_some() {
+    let tokens = Tokens::new(store.clone());
+    let issuer = (mode == Mode::StandaloneZone).then(|| tokens.clone());
+    let extra = if issuer.is_some() {
         meshplane_api::tokens::routes()
     } else {
         axum::Router::new()
@@ -142,13 +155,35 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         manager: manager.clone(),
         info: Arc::new(info),
         readiness: readiness.clone(),
-        metrics: Arc::new(metrics),
-        tokens,
+        metrics: Arc::new(registry),
+        tokens: issuer,
     };
     let router = meshplane_api::router(state, extra);
     let api_listener = tokio::net::TcpListener::bind(args.api_addr)
         .await
         .with_context(|| format!("--api-addr {}: cannot listen", args.api_addr))?;
+
+    let dp_tls = match (&args.dp_server_tls_cert_file, &args.dp_server_tls_key_file) {
+        (Some(c), Some(k)) => tls::from_files(&tls::DP_SERVER, c, k)?,
+        _ => {
+            let dir = args.work_dir.clone().unwrap_or_else(default_work_dir);
+            let t = tls::autogenerate(
+                store.as_ref(),
+                &tls::DP_SERVER,
+                &dir,
+                &args.dp_server_tls_san,
+            )
+            .await
+            .context("preparing the dataplane server's TLS certificate")?;
+            if let Some(f) = &t.ca_file {
+                tracing::info!(ca_file = %f.display(), "dataplanes must trust this CA: pass it to meshplane-dp as --cp-ca-file");
+            }
+            t
+        }
+    };
+    let dp_listener = tokio::net::TcpListener::bind(args.dp_server_addr)
+        .await
+        .with_context(|| format!("--dp-server-addr {}: cannot listen", args.dp_server_addr))?;
 
     let (drain_tx, drain_rx) = drain::channel();
     let mut critical: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
@@ -163,7 +198,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             )
         });
     }
-    if let Some(cfg) = kds {
+    if let Some(mut cfg) = kds {
+        cfg.metrics = kds_metrics;
         let (status_tx, mut status_rx) = watch::channel(SyncStatus::default());
         let synced = readiness.register("initial sync with global");
         let store = store.clone();
@@ -180,6 +216,64 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     return;
                 }
             }
+        });
+    }
+
+    // Certificates: one manager for the zone, fed by the store, serving the dataplane server.
+    let manager_cfg = ManagerConfig {
+        concurrency: args.issuance_concurrency.max(1),
+        backoff_base: args.cert_backoff_base,
+        backoff_max: args.cert_backoff_max,
+        breaker_min_failures: args.cert_breaker_min_failures,
+        ..ManagerConfig::default()
+    };
+    let deps = Deps {
+        store: store.clone(),
+        ca: ca.clone(),
+        loader,
+        clock: Arc::new(SystemClock),
+        metrics: id_metrics.clone(),
+    };
+    let (certs, worker) = CertManager::spawn(manager_cfg, deps);
+    critical.spawn(async move {
+        let r = worker.await;
+        (
+            "certificate manager",
+            r.map_err(|e| anyhow::anyhow!("panicked: {e}")),
+        )
+    });
+    {
+        let ready = readiness.register("certificate manager");
+        let (store, certs) = (store.clone(), certs.clone());
+        critical.spawn(async move {
+            meshplane_identity::watcher::run(store, certs, Some(ready)).await;
+            ("store watcher", Ok(()))
+        });
+    }
+    tokio::spawn(meshplane_identity::metrics::watch_credentials(
+        ca,
+        id_metrics,
+        std::time::Duration::from_secs(10),
+    ));
+    {
+        let server = meshplane_dp_server::DpServer::new(
+            zone_name.clone(),
+            instance_id.clone(),
+            manager.clone(),
+            certs,
+            tokens,
+            drain_rx.clone(),
+        );
+        let drain = drain_rx.clone();
+        tracing::info!(addr = %args.dp_server_addr, "dataplane server listening");
+        critical.spawn(async move {
+            (
+                "dataplane server",
+                server
+                    .serve(dp_listener, &dp_tls, drain)
+                    .await
+                    .map_err(Into::into),
+            )
         });
     }
     drop(drain_rx);
