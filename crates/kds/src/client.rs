@@ -75,7 +75,7 @@ pub enum ClientError {
     Token { path: String, reason: String },
     #[error("could not connect to global at {address}: {reason}")]
     Connect { address: String, reason: String },
-    #[error("global refused the stream: {0}")]
+    #[error("global refused the stream: {:?}: {}", .0.code(), .0.message())]
     Refused(tonic::Status),
     #[error("the stream to global ended: {0}")]
     Stream(String),
