@@ -16,9 +16,15 @@ pub use meshplane_test_support::process::eventually;
 /// A database with Meshplane's schema applied by the real `meshplane-global migrate up`.
 pub async fn migrated_db() -> anyhow::Result<TestDatabase> {
     let db = TestDatabase::create().await?;
-    let out = tokio::process::Command::new(bin("meshplane-global")).args(["migrate", "up", "--database-url", &db.url]).output().await?;
+    let out = tokio::process::Command::new(bin("meshplane-global"))
+        .args(["migrate", "up", "--database-url", &db.url])
+        .output()
+        .await?;
     if !out.status.success() {
-        bail!("migrate up failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "migrate up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(db)
 }
@@ -48,34 +54,58 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: impl Into<String>) -> Self {
-        Self { base: base.into(), http: reqwest::Client::builder().timeout(Duration::from_secs(90)).build().expect("client") }
+        Self {
+            base: base.into(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(90))
+                .build()
+                .expect("client"),
+        }
     }
 
     async fn send(&self, rb: reqwest::RequestBuilder) -> anyhow::Result<(u16, Value)> {
         let r = rb.send().await?;
         let status = r.status().as_u16();
         let text = r.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
-        self.send(self.http.get(format!("{}{path}", self.base))).await
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
     }
 
     pub async fn put(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
-        self.send(self.http.put(format!("{}{path}", self.base)).json(body)).await
+        self.send(self.http.put(format!("{}{path}", self.base)).json(body))
+            .await
     }
 
-    pub async fn put_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> anyhow::Result<(u16, Value)> {
-        self.send(self.http.put(format!("{}{path}", self.base)).header("content-type", content_type).body(body)).await
+    pub async fn put_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<(u16, Value)> {
+        self.send(
+            self.http
+                .put(format!("{}{path}", self.base))
+                .header("content-type", content_type)
+                .body(body),
+        )
+        .await
     }
 
     pub async fn delete(&self, path: &str) -> anyhow::Result<(u16, Value)> {
-        self.send(self.http.delete(format!("{}{path}", self.base))).await
+        self.send(self.http.delete(format!("{}{path}", self.base)))
+            .await
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await
     }
 
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -84,7 +114,12 @@ impl Api {
 
     /// A token from a `POST /tokens/...` endpoint (answered as text).
     pub async fn token(&self, path: &str, body: &Value) -> anyhow::Result<String> {
-        let r = self.http.post(format!("{}{path}", self.base)).json(body).send().await?;
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await?;
         let status = r.status();
         let text = r.text().await?;
         if !status.is_success() {
@@ -147,9 +182,22 @@ impl Global {
     /// (Re)starts the process on the same ports, store and work dir; the log file is kept.
     pub async fn launch(&mut self) -> anyhow::Result<()> {
         let log = self._dir.path().join("global.log");
-        self.proc = Proc::spawn_logging_to("global", &bin("meshplane-global"), &self.args(), &[], log, None).await?;
+        self.proc = Proc::spawn_logging_to(
+            "global",
+            &bin("meshplane-global"),
+            &self.args(),
+            &[],
+            log,
+            None,
+        )
+        .await?;
         self.api = Api::new(format!("http://127.0.0.1:{}", self.api_port));
-        wait_http_ok(&mut self.proc, &format!("{}/readyz", self.api.base), Duration::from_secs(60)).await
+        wait_http_ok(
+            &mut self.proc,
+            &format!("{}/readyz", self.api.base),
+            Duration::from_secs(60),
+        )
+        .await
     }
 
     pub fn kds_url(&self) -> String {
@@ -161,10 +209,20 @@ impl Global {
     }
 
     pub async fn zone_token(&self, zone: &str) -> anyhow::Result<String> {
-        self.api.token("/tokens/zone", &serde_json::json!({"zone": zone, "validFor": "24h"})).await
+        self.api
+            .token(
+                "/tokens/zone",
+                &serde_json::json!({"zone": zone, "validFor": "24h"}),
+            )
+            .await
     }
 
-    pub async fn dataplane_token(&self, mesh: &str, name: &str, service: Option<&str>) -> anyhow::Result<String> {
+    pub async fn dataplane_token(
+        &self,
+        mesh: &str,
+        name: &str,
+        service: Option<&str>,
+    ) -> anyhow::Result<String> {
         let mut body = serde_json::json!({"mesh": mesh, "name": name, "validFor": "24h"});
         if let Some(s) = service {
             body["tags"] = serde_json::json!({"kuma.io/service": [s]});
@@ -186,7 +244,12 @@ pub struct Zone {
 }
 
 impl Zone {
-    pub async fn start(global: &Global, name: &str, store: Store, extra: &[&str]) -> anyhow::Result<Self> {
+    pub async fn start(
+        global: &Global,
+        name: &str,
+        store: Store,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let token = global.zone_token(name).await?;
         let dir = tempfile::tempdir()?;
         let token_file = dir.path().join("zone.token");
@@ -235,8 +298,21 @@ impl Zone {
 
     pub async fn launch(&mut self) -> anyhow::Result<()> {
         let log = self.dir.path().join("zone.log");
-        self.proc = Proc::spawn_logging_to(&format!("zone {}", self.name), &bin("meshplane-zone"), &self.args, &[], log, None).await?;
-        wait_http_ok(&mut self.proc, &format!("{}/readyz", self.api.base), Duration::from_secs(60)).await
+        self.proc = Proc::spawn_logging_to(
+            &format!("zone {}", self.name),
+            &bin("meshplane-zone"),
+            &self.args,
+            &[],
+            log,
+            None,
+        )
+        .await?;
+        wait_http_ok(
+            &mut self.proc,
+            &format!("{}/readyz", self.api.base),
+            Duration::from_secs(60),
+        )
+        .await
     }
 
     pub fn dp_url(&self) -> String {
@@ -282,12 +358,23 @@ impl Agent {
             socket.display().to_string(),
         ];
         let log = dir.path().join("agent.log");
-        let proc = Proc::spawn_logging_to("agent", &bin("meshplane-dp"), &args, &[], log, None).await?;
-        Ok(Self { proc, cert_dir, socket, dir, args })
+        let proc =
+            Proc::spawn_logging_to("agent", &bin("meshplane-dp"), &args, &[], log, None).await?;
+        Ok(Self {
+            proc,
+            cert_dir,
+            socket,
+            dir,
+            args,
+        })
     }
 
     /// Waits until cert.pem exists and differs from `previous`; returns its contents.
-    pub async fn wait_cert(&mut self, previous: Option<&str>, timeout: Duration) -> anyhow::Result<String> {
+    pub async fn wait_cert(
+        &mut self,
+        previous: Option<&str>,
+        timeout: Duration,
+    ) -> anyhow::Result<String> {
         let path = self.cert_dir.join("cert.pem");
         let start = std::time::Instant::now();
         loop {
@@ -299,7 +386,11 @@ impl Agent {
                 return Ok(c);
             }
             if start.elapsed() > timeout {
-                bail!("no new certificate in {} after {timeout:?}; agent log:\n{}", path.display(), self.proc.logs());
+                bail!(
+                    "no new certificate in {} after {timeout:?}; agent log:\n{}",
+                    path.display(),
+                    self.proc.logs()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -307,10 +398,19 @@ impl Agent {
 }
 
 /// Runs `meshctl --api-url <api> <args…>`; returns (exit code, stdout, stderr).
-pub async fn meshctl(api: &str, args: &[&str], stdin: Option<&str>) -> anyhow::Result<(i32, String, String)> {
+pub async fn meshctl(
+    api: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> anyhow::Result<(i32, String, String)> {
     use tokio::io::AsyncWriteExt;
     let mut cmd = tokio::process::Command::new(bin("meshctl"));
-    cmd.arg("--api-url").arg(api).args(args).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd.arg("--api-url")
+        .arg(api)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().context("starting meshctl")?;
     if let Some(input) = stdin
         && let Some(mut s) = child.stdin.take()
@@ -319,13 +419,25 @@ pub async fn meshctl(api: &str, args: &[&str], stdin: Option<&str>) -> anyhow::R
     }
     drop(child.stdin.take());
     let out = child.wait_with_output().await?;
-    Ok((out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned()))
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
 }
 
 /// Runs a program and returns (exit code, stdout, stderr).
 pub async fn run(program: &str, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
-    let out = tokio::process::Command::new(program).args(args).output().await.with_context(|| format!("running {program}"))?;
-    Ok((out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned()))
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .output()
+        .await
+        .with_context(|| format!("running {program}"))?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
 }
 
 /// The repository root (for deploy/examples and friends).

@@ -164,8 +164,12 @@ impl CaBackend for BuiltinCa {
     }
 
     /// Kuma checks only that the conf decodes, which the model already did.
-    async fn validate(&self, _ca: &MeshCa<'_>, _backend: &Backend) -> Result<(), ValidationError> {
-        Ok(())
+    async fn validate(
+        &self,
+        _ca: &MeshCa<'_>,
+        _backend: &Backend,
+    ) -> Result<Vec<String>, ValidationError> {
+        Ok(vec![])
     }
 
     async fn ensure(&self, ca: &MeshCa<'_>, backend: &Backend) -> Result<Vec<Resource>, CaError> {

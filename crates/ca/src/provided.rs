@@ -132,7 +132,11 @@ impl CaBackend for ProvidedCa {
         BackendType::Provided
     }
 
-    async fn validate(&self, ca: &MeshCa<'_>, backend: &Backend) -> Result<(), ValidationError> {
+    async fn validate(
+        &self,
+        ca: &MeshCa<'_>,
+        backend: &Backend,
+    ) -> Result<Vec<String>, ValidationError> {
         let conf = match &backend.conf {
             Some(BackendConf::Provided(c)) => c,
             None => return Err(ValidationError::single("", "has to be defined")),
@@ -172,7 +176,7 @@ impl CaBackend for ProvidedCa {
                 format!("cannot issue certificates with this CA: {e}"),
             );
         }
-        errors.into_result()
+        errors.into_result().map(|()| vec![])
     }
 
     /// The user creates the material beforehand; nothing to make.

@@ -401,7 +401,11 @@ impl CaBackend for VaultCa {
     /// Authenticates, issues a real short-lived certificate through the configured role (issue or
     /// CSR mode), then reads the CA chain, within about ten seconds.
     #[instrument(skip_all, fields(mesh = %ca.mesh, backend = %backend.name))]
-    async fn validate(&self, ca: &MeshCa<'_>, backend: &Backend) -> Result<(), ValidationError> {
+    async fn validate(
+        &self,
+        ca: &MeshCa<'_>,
+        backend: &Backend,
+    ) -> Result<Vec<String>, ValidationError> {
         let conf = vault_conf(ca.mesh, backend)
             .map_err(|e| ValidationError::single("", e.message().to_string()))?;
         let loaded = load(ca, conf).await.map_err(|problems| {
@@ -462,7 +466,19 @@ impl CaBackend for VaultCa {
         session.revoke_login_token(Duration::from_secs(2)).await;
         let cert = checked.map_err(to_violation)?;
         tracing::info!(serial = %cert.serial_hex, "Vault backend validated with a test certificate");
-        Ok(())
+        let mut warnings = Vec::new();
+        if !has_key_usage(&cert.cert_pem) {
+            let w = format!(
+                "Vault at {} issued the test certificate without a KeyUsage extension. The role's key_usage \
+                 values were probably written with the 'KeyUsage' prefix (KeyUsageDigitalSignature), which \
+                 Vault and OpenBao ignore. Envoy accepts such certificates, but SPIFFE clients reject them as \
+                 X.509-SVIDs: write key_usage=\"DigitalSignature,KeyAgreement,KeyEncipherment\" on role {:?}",
+                conf.address, conf.role
+            );
+            tracing::warn!(mesh = %ca.mesh, backend = %backend.name, "{w}");
+            warnings.push(w);
+        }
+        Ok(warnings)
     }
 
     /// Nothing to create: the CA lives in Vault.
@@ -568,4 +584,16 @@ impl VaultCa {
         log_warnings(ca.mesh, &backend.name, &warnings);
         Ok(cert)
     }
+}
+
+/// Whether a leaf carries the KeyUsage extension (the X.509-SVID profile requires it).
+fn has_key_usage(cert_pem: &str) -> bool {
+    let Ok(ders) = crate::pem_util::parse_certificates(cert_pem.as_bytes()) else {
+        return false;
+    };
+    let Some(der) = ders.first() else {
+        return false;
+    };
+    x509_parser::parse_x509_certificate(der)
+        .is_ok_and(|(_, c)| c.key_usage().ok().flatten().is_some())
 }

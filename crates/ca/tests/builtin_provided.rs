@@ -267,6 +267,7 @@ async fn validate_inline(cert: &str, key: &str) -> Result<(), Vec<(String, Strin
     ProvidedCa::new()
         .validate(&ca, &provided_inline(cert, key))
         .await
+        .map(|warnings| assert!(warnings.is_empty(), "{warnings:?}"))
         .map_err(violations)
 }
 

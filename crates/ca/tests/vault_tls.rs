@@ -34,7 +34,7 @@ async fn setup() -> (OpenBao, SeedPki, Secrets) {
     (bao, seed, secrets)
 }
 
-fn only_violation(r: Result<(), meshplane_core::ValidationError>) -> Violation {
+fn only_violation(r: Result<Vec<String>, meshplane_core::ValidationError>) -> Violation {
     let e = r.unwrap_err();
     assert_eq!(e.violations.len(), 1, "{e}");
     e.violations.into_iter().next().unwrap()

@@ -130,8 +130,13 @@ pub trait CaBackend: Send + Sync + 'static {
 
     /// Checks that the backend really works for this mesh (loads its data, and for Vault,
     /// authenticates and issues a test certificate). Violation fields are relative to `conf`
-    /// (`cert`, `fromCp.auth.token`); an empty field means the conf as a whole.
-    async fn validate(&self, ca: &MeshCa<'_>, backend: &Backend) -> Result<(), ValidationError>;
+    /// (`cert`, `fromCp.auth.token`); an empty field means the conf as a whole. `Ok` carries
+    /// warnings for the user: things that work but will surprise them.
+    async fn validate(
+        &self,
+        ca: &MeshCa<'_>,
+        backend: &Backend,
+    ) -> Result<Vec<String>, ValidationError>;
 
     /// CA material to create alongside the Mesh, owned by it. Only what does not exist yet: an
     /// existing CA is never regenerated.

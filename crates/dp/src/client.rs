@@ -21,6 +21,11 @@ pub struct Link {
     pub metrics: Metrics,
 }
 
+/// gRPC failures as `Code: message`, which is what an operator greps for.
+fn status(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{:?}: {}", s.code(), s.message())
+}
+
 fn with_token<T>(msg: T, token: &str) -> anyhow::Result<tonic::Request<T>> {
     let mut r = tonic::Request::new(msg);
     r.metadata_mut().insert(
@@ -83,6 +88,7 @@ impl Link {
         let reg = client
             .register(with_token(RegisterRequest { dataplane }, &token)?)
             .await
+            .map_err(status)
             .context("registering")?
             .into_inner();
         tracing::info!(mesh = %reg.mesh, dataplane = %reg.name, zone = %reg.zone, "registered");
@@ -90,11 +96,12 @@ impl Link {
         let mut stream = client
             .watch_identity(with_token(WatchIdentityRequest { svids }, &token)?)
             .await
+            .map_err(status)
             .context("watching the identity")?
             .into_inner();
         self.metrics.connected.set(1);
         let result = async {
-            while let Some(update) = stream.message().await.context("identity stream")? {
+            while let Some(update) = stream.message().await.map_err(status).context("identity stream")? {
                 match &update.mesh_certificate {
                     Some(c) => {
                         files::write(&self.args.cert_dir, &update).with_context(|| format!("writing certificates to {}", self.args.cert_dir.display()))?;
@@ -138,6 +145,7 @@ impl Link {
         client
             .deregister(with_token(DeregisterRequest {}, &token)?)
             .await
+            .map_err(status)
             .context("deregistering")?;
         Ok(())
     }

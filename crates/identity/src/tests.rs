@@ -40,8 +40,8 @@ impl CaBackend for FakeCa {
     fn backend_type(&self) -> BackendType {
         BackendType::Builtin
     }
-    async fn validate(&self, _: &MeshCa<'_>, _: &Backend) -> Result<(), ValidationError> {
-        Ok(())
+    async fn validate(&self, _: &MeshCa<'_>, _: &Backend) -> Result<Vec<String>, ValidationError> {
+        Ok(vec![])
     }
     async fn ensure(&self, _: &MeshCa<'_>, _: &Backend) -> Result<Vec<Resource>, CaError> {
         Ok(vec![])

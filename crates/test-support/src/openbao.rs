@@ -560,6 +560,12 @@ disable_mlock = true
         Ok(serde_json::from_str(&text)?)
     }
 
+    /// Sends a signal to the server process (`STOP`/`CONT` make it unreachable and back, keeping
+    /// its in-memory state).
+    pub fn signal(&self, sig: &str) -> anyhow::Result<()> {
+        self.proc.signal(sig)
+    }
+
     /// A file in the server's temp dir (e.g. `ca.pem` for TLS servers).
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)

@@ -42,6 +42,16 @@ impl ResourceManager {
             }
             let span = tracing::info_span!("validate_backend", mesh, backend = %backend.name, backend_type = backend.backend_type.name());
             let result = tracing::Instrument::instrument(ca.validate(&ctx, backend), span).await;
+            let result = match result {
+                Ok(w) => {
+                    warnings.extend(
+                        w.into_iter()
+                            .map(|w| format!("mtls.backends[{i}] ({}): {w}", backend.name)),
+                    );
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            };
             if let Err(e) = result {
                 let conf = backends_path.index(i).field("conf");
                 for v in e.violations {

@@ -25,11 +25,11 @@ impl CaBackend for ScriptedCa {
     fn backend_type(&self) -> BackendType {
         BackendType::Builtin
     }
-    async fn validate(&self, _: &MeshCa<'_>, _: &Backend) -> Result<(), ValidationError> {
+    async fn validate(&self, _: &MeshCa<'_>, _: &Backend) -> Result<Vec<String>, ValidationError> {
         *self.validations.lock().expect("lock") += 1;
         match self.fail_with.lock().expect("lock").clone() {
             Some(reason) => Err(ValidationError::single("", reason)),
-            None => Ok(()),
+            None => Ok(vec![]),
         }
     }
     async fn ensure(
