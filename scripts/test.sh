@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh Debian machine: installs and starts what the tests need
+# (PostgreSQL, OpenBao, py-spiffe in .venv), checks formatting and lints, builds every binary,
+# and runs every test (unit, integration and end-to-end) against the real services.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+ensure_toolchain
+ensure_debian_packages
+ensure_postgres
+ensure_openbao
+ensure_python_clients "$PWD/.venv"
+export MESHPLANE_TEST_VENV="$PWD/.venv"
+
+log "formatting"
+cargo fmt --all -- --check
+log "lints"
+cargo clippy -q --locked --workspace --all-targets -- -D warnings
+log "building the binaries the end-to-end tests run"
+cargo build -q --locked --workspace --bins
+log "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --locked --workspace --no-fail-fast
+else
+  cargo test --locked --workspace --no-fail-fast
+fi
+log "all tests passed"
