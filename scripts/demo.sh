@@ -64,9 +64,11 @@ for db in "${DBS[@]}"; do
   "$BIN/meshplane-global" migrate up --database-url "postgres://postgres@127.0.0.1:5432/$db" >/dev/null 2>&1
 done
 
-log "3. the global control plane"
+log "3. the global control plane (Secrets and private keys encrypted at rest with a generated key)"
+for k in global zone-1 zone-2; do (umask 077; openssl rand -base64 32 >"$WORK/$k.key"); done
 G_API=$(free_port); G_KDS=$(free_port)
 "$BIN/meshplane-global" run --database-url "postgres://postgres@127.0.0.1:5432/meshplane_demo_global" \
+  --encryption-key-file "$WORK/global.key" \
   --api-addr "127.0.0.1:$G_API" --kds-addr "127.0.0.1:$G_KDS" --work-dir "$WORK/global" >"$WORK/global.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$G_API/readyz" 60 || die "global did not become ready; see $WORK/global.log"
@@ -108,7 +110,8 @@ for z in 1 2; do
   "$BIN/meshplane-zone" run --zone "zone-$z" --global-address "grpcs://127.0.0.1:$G_KDS" \
     --kds-ca-file "$WORK/global/kds-ca.pem" --zone-token-file "$WORK/zone-$z.token" \
     --api-addr "127.0.0.1:$api" --dp-server-addr "127.0.0.1:${DP_PORT[$z]}" \
-    --database-url "postgres://postgres@127.0.0.1:5432/meshplane_demo_zone_$z" --work-dir "$WORK/zone-$z" >"$WORK/zone-$z.log" 2>&1 &
+    --database-url "postgres://postgres@127.0.0.1:5432/meshplane_demo_zone_$z" --encryption-key-file "$WORK/zone-$z.key" \
+    --work-dir "$WORK/zone-$z" >"$WORK/zone-$z.log" 2>&1 &
   PIDS+=($!)
   wait_http "http://127.0.0.1:$api/readyz" 60 || die "zone-$z did not become ready; see $WORK/zone-$z.log"
 done

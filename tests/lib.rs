@@ -40,9 +40,41 @@ impl Store {
     fn args(&self) -> Vec<String> {
         match self {
             Store::Memory => vec!["--store".into(), "memory".into()],
-            Store::Postgres(url) => vec!["--database-url".into(), url.clone()],
+            Store::Postgres(url) => vec![
+                "--database-url".into(),
+                url.clone(),
+                "--encryption-key-file".into(),
+                encryption_key_file(url).display().to_string(),
+            ],
         }
     }
+}
+
+/// The secrets-at-rest key for a test database: derived from its URL, so every replica and restart
+/// of one database uses the same key, as a real deployment must.
+pub fn encryption_key_file(url: &str) -> PathBuf {
+    use base64::Engine;
+    use std::hash::{Hash, Hasher};
+    let mut bytes = [0u8; 32];
+    for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (url, i).hash(&mut h);
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    let dir = std::env::temp_dir().join("meshplane-test-keys");
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join(format!("{:016x}.key", {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        url.hash(&mut h);
+        h.finish()
+    }));
+    if !path.exists() {
+        let _ = std::fs::write(
+            &path,
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+        );
+    }
+    path
 }
 
 /// A JSON REST client for one control plane's API.

@@ -2,6 +2,7 @@
 //! by the global and zone control planes. Resource rules live in the core `ResourceManager`.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 mod body;
 mod error;
 mod health;

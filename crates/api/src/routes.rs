@@ -82,6 +82,10 @@ pub fn router(state: ApiState, extra: Router<ApiState>) -> Router {
         .route("/dataplanes", global_list(Dataplane))
         .merge(extra)
         .fallback(|| async { crate::ApiError::not_found("no such API path") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::middleware,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

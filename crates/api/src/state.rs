@@ -25,6 +25,9 @@ pub struct ApiState {
     pub info: Arc<ServerInfo>,
     pub readiness: Readiness,
     pub metrics: Arc<Registry>,
-    /// Present at global, which issues tokens.
+    /// Present where tokens are issued (global, standalone zones).
     pub tokens: Option<Tokens>,
+    /// Verifies user tokens (with the private keys at global, the synced public keys at a zone).
+    pub verifier: Tokens,
+    pub access: crate::auth::AccessConfig,
 }

@@ -2,6 +2,7 @@
 //! multi-resource writes, and a stream of change events. PostgreSQL and in-memory implement it.
 
 pub mod conformance;
+pub mod encrypted;
 pub mod events;
 pub mod memory;
 #[cfg(test)]

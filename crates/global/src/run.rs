@@ -129,7 +129,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         info: Arc::new(info),
         readiness: readiness.clone(),
         metrics: Arc::new(registry),
-        tokens: Some(tokens),
+        tokens: Some(tokens.clone()),
+        verifier: tokens,
+        access: meshplane_api::auth::AccessConfig {
+            localhost_is_admin: args.api_localhost_is_admin,
+        },
     };
     let router = meshplane_api::router(state, meshplane_api::tokens::routes());
     let listener = tokio::net::TcpListener::bind(args.api_addr)

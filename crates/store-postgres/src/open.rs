@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use meshplane_core::{
     runtime::store_args::{StoreArgs, StoreArgsError, StoreKind},
-    store::{ResourceStore, memory::MemoryStore},
+    store::{ResourceStore, encrypted::EncryptedStore, memory::MemoryStore},
 };
 
 use crate::{
@@ -34,10 +34,41 @@ pub async fn open_store(
             };
             let pool = connect_pool(url, &opts).await?;
             check_schema_for(&pool, binary).await?;
-            let store = PgStore::from_pool(pool).await?;
+            let keys = args.keyring()?;
+            if keys.is_none() && !args.allow_plaintext_secrets {
+                return Err(StoreArgsError::PlaintextRefused.into());
+            }
+            let pg: Arc<dyn ResourceStore> = Arc::new(PgStore::from_pool(pool).await?);
+            let store: Arc<dyn ResourceStore> = match keys {
+                Some(keys) => {
+                    let enc = Arc::new(EncryptedStore::new(pg, keys));
+                    // Records sealed with an older key (or none) are re-encrypted in the background;
+                    // every replica may do it at once, and readers never wait for it.
+                    let worker = enc.clone();
+                    tokio::spawn(async move {
+                        match worker.rewrap().await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(
+                                records = n,
+                                "re-encrypted secrets with the current key"
+                            ),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "re-encrypting secrets failed; restart to retry")
+                            }
+                        }
+                    });
+                    enc
+                }
+                None => {
+                    tracing::warn!(
+                        "--allow-plaintext-secrets: Secrets and private keys are stored unencrypted"
+                    );
+                    pg
+                }
+            };
             let description = store.describe();
             tracing::info!(store = %description, "store opened");
-            Ok((Arc::new(store), description))
+            Ok((store, description))
         }
     }
 }

@@ -157,6 +157,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         readiness: readiness.clone(),
         metrics: Arc::new(registry),
         tokens: issuer,
+        verifier: tokens.clone(),
+        access: meshplane_api::auth::AccessConfig {
+            localhost_is_admin: args.api_localhost_is_admin,
+        },
     };
     let router = meshplane_api::router(state, extra);
     let api_listener = tokio::net::TcpListener::bind(args.api_addr)

@@ -22,6 +22,30 @@ pub struct StoreArgs {
     /// Largest number of PostgreSQL connections this process opens.
     #[arg(long, env = "MESHPLANE_DATABASE_MAX_CONNECTIONS", default_value_t = 20)]
     pub database_max_connections: u32,
+    /// File with the key that encrypts Secrets and issued private keys at rest: base64 of 32 bytes
+    /// (`openssl rand -base64 32`). Every replica sharing a database needs the same key.
+    #[arg(long, env = "MESHPLANE_ENCRYPTION_KEY_FILE", value_name = "FILE")]
+    pub encryption_key_file: Option<std::path::PathBuf>,
+    /// The same key given directly (for environments that inject secrets as variables).
+    #[arg(
+        long,
+        env = "MESHPLANE_ENCRYPTION_KEY",
+        hide_env_values = true,
+        conflicts_with = "encryption_key_file"
+    )]
+    #[serde(skip)]
+    pub encryption_key: Option<String>,
+    /// Earlier keys, still accepted for reading while records are re-encrypted (repeatable).
+    #[arg(
+        long,
+        env = "MESHPLANE_ENCRYPTION_OLD_KEY_FILE",
+        value_name = "FILE",
+        value_delimiter = ','
+    )]
+    pub encryption_old_key_file: Vec<std::path::PathBuf>,
+    /// Store secrets unencrypted in PostgreSQL. For throwaway test setups only.
+    #[arg(long, env = "MESHPLANE_ALLOW_PLAINTEXT_SECRETS")]
+    pub allow_plaintext_secrets: bool,
 }
 
 fn redacted_url<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
@@ -37,9 +61,38 @@ pub enum StoreArgsError {
     MissingUrl,
     #[error("--database-url is set but --store is memory; drop one of them")]
     UrlWithMemory,
+    #[error("{0}")]
+    Key(String),
+    #[error(
+        "Secrets and private keys would be stored unencrypted in PostgreSQL: set --encryption-key-file (or MESHPLANE_ENCRYPTION_KEY), or pass --allow-plaintext-secrets for a throwaway setup"
+    )]
+    PlaintextRefused,
 }
 
 impl StoreArgs {
+    /// The keys for secrets at rest, `None` when none is configured.
+    pub fn keyring(&self) -> Result<Option<crate::store::encrypted::Keyring>, StoreArgsError> {
+        use crate::store::encrypted::Kek;
+        let key_err = |e: crate::store::encrypted::KeyError| StoreArgsError::Key(e.to_string());
+        let primary = match (&self.encryption_key_file, &self.encryption_key) {
+            (Some(f), _) => Kek::from_file(f, "--encryption-key-file").map_err(key_err)?,
+            (None, Some(k)) => Kek::parse(k, "MESHPLANE_ENCRYPTION_KEY").map_err(key_err)?,
+            (None, None) if self.encryption_old_key_file.is_empty() => return Ok(None),
+            (None, None) => {
+                return Err(StoreArgsError::Key(
+                    "--encryption-old-key-file needs --encryption-key-file".into(),
+                ));
+            }
+        };
+        let older = self
+            .encryption_old_key_file
+            .iter()
+            .map(|f| Kek::from_file(f, "--encryption-old-key-file"))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(key_err)?;
+        Ok(Some(crate::store::encrypted::Keyring::new(primary, older)))
+    }
+
     /// The store to use, and its URL when it is PostgreSQL.
     pub fn resolve(&self) -> Result<(StoreKind, Option<&str>), StoreArgsError> {
         match (self.store, self.database_url.as_deref()) {
