@@ -617,3 +617,146 @@ async fn ca_rotation_across_two_backends_without_a_failed_handshake() {
         .await
         .expect("after removing the old backend");
 }
+
+/// Envoy's SDS on the zone's dataplane server, with Envoy's own protos: the identity and CA secrets of
+/// the token's dataplane, pushed on the stream; another mesh's secrets are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_sds_serves_the_dataplanes_identity_and_trust() {
+    use envoy_types::pb::envoy::{
+        extensions::transport_sockets::tls::v3::{Secret, secret},
+        service::{
+            discovery::v3::DiscoveryRequest,
+            secret::v3::secret_discovery_service_client::SecretDiscoveryServiceClient,
+        },
+    };
+    use prost::Message;
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let (g, _bao, _seed) = vault_world("24h").await;
+    let z = Zone::start(&g, "zone-1", Store::Memory, &[])
+        .await
+        .expect("zone");
+    let token = g
+        .dataplane_token("default", "web-1", Some("web"))
+        .await
+        .expect("token");
+    let mut a = Agent::start(&z, &dataplane("web-1", "web", 8080), &token)
+        .await
+        .expect("agent");
+    let cert = a
+        .wait_cert(None, WAIT)
+        .await
+        .expect("registered and issued");
+    let ca = std::fs::read(z.dp_ca()).expect("dp server CA");
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+        .domain_name("127.0.0.1");
+    let channel = tonic::transport::Endpoint::from_shared(z.dp_url())
+        .expect("url")
+        .tls_config(tls)
+        .expect("tls")
+        .connect()
+        .await
+        .expect("connect");
+    let mut sds = SecretDiscoveryServiceClient::new(channel);
+    let names = vec![
+        "identity_cert:secret:default".to_string(),
+        "mesh_ca:secret:default".to_string(),
+    ];
+    let with_token = |r: DiscoveryRequest| {
+        let mut req = tonic::Request::new(r);
+        req.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
+        req
+    };
+    let decode =
+        |resp: envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse| -> Vec<Secret> {
+            resp.resources
+                .iter()
+                .map(|a| Secret::decode(a.value.as_slice()).expect("a Secret"))
+                .collect()
+        };
+
+    let resp = sds
+        .fetch_secrets(with_token(DiscoveryRequest {
+            resource_names: names.clone(),
+            ..Default::default()
+        }))
+        .await
+        .expect("fetch")
+        .into_inner();
+    assert_eq!(
+        resp.type_url,
+        "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+    );
+    let secrets = decode(resp);
+    assert_eq!(secrets.len(), 2, "{secrets:?}");
+    let inline = |d: &Option<envoy_types::pb::envoy::config::core::v3::DataSource>| match d
+        .as_ref()
+        .and_then(|d| d.specifier.clone())
+    {
+        Some(envoy_types::pb::envoy::config::core::v3::data_source::Specifier::InlineBytes(b)) => {
+            String::from_utf8(b).expect("utf8")
+        }
+        other => panic!("expected inline bytes, got {other:?}"),
+    };
+    match &secrets[0].r#type {
+        Some(secret::Type::TlsCertificate(t)) => {
+            assert!(
+                cert.starts_with(&inline(&t.certificate_chain)),
+                "SDS serves the certificate the agent holds"
+            );
+            assert!(inline(&t.private_key).contains("PRIVATE KEY"));
+        }
+        other => panic!("expected the identity certificate, got {other:?}"),
+    }
+    match &secrets[1].r#type {
+        Some(secret::Type::ValidationContext(v)) => {
+            assert_eq!(
+                inline(&v.trusted_ca),
+                std::fs::read_to_string(a.cert_dir.join("bundle.pem")).expect("bundle")
+            );
+        }
+        other => panic!("expected the mesh CA, got {other:?}"),
+    }
+
+    // The stream answers a subscription with the same secrets.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(DiscoveryRequest {
+        resource_names: names.clone(),
+        ..Default::default()
+    })
+    .await
+    .expect("send");
+    let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    req.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    let mut stream = sds.stream_secrets(req).await.expect("stream").into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(20), stream.message())
+        .await
+        .expect("in time")
+        .expect("ok")
+        .expect("a response");
+    assert_eq!(decode(first).len(), 2);
+
+    // Another mesh's secrets, or no token at all, are refused.
+    let err = sds
+        .fetch_secrets(with_token(DiscoveryRequest {
+            resource_names: vec!["identity_cert:secret:other".into()],
+            ..Default::default()
+        }))
+        .await
+        .expect_err("other mesh");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    let err = sds
+        .fetch_secrets(tonic::Request::new(DiscoveryRequest {
+            resource_names: names,
+            ..Default::default()
+        }))
+        .await
+        .expect_err("no token");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+}
