@@ -221,6 +221,31 @@ async fn revoke(
     Ok(axum::Json(serde_json::json!({"revoked": jti})).into_response())
 }
 
+async fn rotate(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let doc = body::parse(&headers, b)?;
+    let kind = match doc.get("type").and_then(Value::as_str) {
+        Some("zone") => TokenKind::Zone,
+        Some("dataplane") => TokenKind::Dataplane,
+        Some("user") => TokenKind::User,
+        _ => {
+            return Err(ApiError::invalid(ValidationError::single(
+                "type",
+                "has to be one of zone, dataplane, user",
+            )));
+        }
+    };
+    let kid = tokens(&s)?
+        .rotate_signing_key(kind)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    tracing::info!(token_type = kind.prefix(), kid, "added a token signing key");
+    Ok(axum::Json(serde_json::json!({"type": kind.prefix(), "kid": kid, "secret": kind.signing_key_name(kid)})).into_response())
+}
+
 /// The token routes (global only).
 pub fn routes() -> Router<ApiState> {
     Router::new()
@@ -228,4 +253,5 @@ pub fn routes() -> Router<ApiState> {
         .route("/tokens/dataplane", post(dataplane))
         .route("/tokens/user", post(user))
         .route("/tokens/revocations", post(revoke))
+        .route("/tokens/signing-keys", post(rotate))
 }

@@ -183,6 +183,26 @@ impl Tokens {
         self.create_signing_key(kind, 1).await
     }
 
+    /// Adds the next signing key of a family (rotation): new tokens are signed with it, tokens of
+    /// older keys keep verifying until their key's GlobalSecret is deleted. Returns the new kid.
+    pub async fn rotate_signing_key(&self, kind: TokenKind) -> Result<u32, TokenError> {
+        let keys = self
+            .store
+            .list_all(ResourceKind::GlobalSecret, None)
+            .await?;
+        let newest = keys
+            .iter()
+            .filter_map(|r| {
+                parse_signing_key_name(&r.key.name)
+                    .filter(|(k, _)| *k == kind)
+                    .map(|(_, kid)| kid)
+            })
+            .max()
+            .unwrap_or(0);
+        let (kid, _) = self.create_signing_key(kind, newest + 1).await?;
+        Ok(kid)
+    }
+
     /// Adds a new signing key `kid` (rotation): new tokens use it, old tokens verify until removed.
     pub async fn create_signing_key(
         &self,
@@ -427,6 +447,50 @@ mod tests {
             t.verify::<ZoneClaims>(TokenKind::Zone, &tok).await,
             Err(TokenError::Revoked)
         );
+    }
+
+    #[tokio::test]
+    async fn rotated_keys_sign_new_tokens_and_old_ones_still_verify() {
+        let t = tokens();
+        let old = t
+            .issue(
+                TokenKind::Zone,
+                ZoneClaims {
+                    zone: "a".into(),
+                    scope: vec![],
+                },
+                Duration::from_secs(60),
+            )
+            .await
+            .expect("old");
+        assert_eq!(
+            t.rotate_signing_key(TokenKind::Zone).await.expect("rotate"),
+            2
+        );
+        let new = t
+            .issue(
+                TokenKind::Zone,
+                ZoneClaims {
+                    zone: "a".into(),
+                    scope: vec![],
+                },
+                Duration::from_secs(60),
+            )
+            .await
+            .expect("new");
+        assert_eq!(
+            jsonwebtoken::decode_header(&new)
+                .expect("header")
+                .kid
+                .as_deref(),
+            Some("2")
+        );
+        t.verify::<ZoneClaims>(TokenKind::Zone, &old)
+            .await
+            .expect("old key still verifies");
+        t.verify::<ZoneClaims>(TokenKind::Zone, &new)
+            .await
+            .expect("new key verifies");
     }
 
     #[tokio::test]

@@ -29,6 +29,13 @@ pub enum Generate {
         #[arg(long, default_value = "24h")]
         valid_for: String,
     },
+    /// A new signing key for a token family; new tokens use it, older ones verify until their
+    /// key's GlobalSecret (`<type>-token-signing-key-<n>`) is deleted.
+    SigningKey {
+        /// zone, dataplane or user.
+        #[arg(long = "type")]
+        token_type: String,
+    },
     /// A token for the REST API (sent by meshctl as --auth-token).
     UserToken {
         #[arg(long)]
@@ -96,7 +103,19 @@ pub async fn generate(client: &Client, g: Generate) -> Result<(), CliError> {
             "/tokens/user",
             json!({"name": name, "groups": groups, "validFor": valid_for}),
         ),
+        Generate::SigningKey { token_type } => {
+            ("/tokens/signing-keys", json!({"type": token_type}))
+        }
     };
+    if path == "/tokens/signing-keys" {
+        let out = client.post_json(path, &body).await?;
+        println!(
+            "added signing key {} ({})",
+            out.get("kid").map(Value::to_string).unwrap_or_default(),
+            out.get("secret").and_then(Value::as_str).unwrap_or("")
+        );
+        return Ok(());
+    }
     let token = client.post_text(path, &body).await?;
     println!("{}", token.trim());
     Ok(())
