@@ -1,7 +1,7 @@
 //! The `builtin` backend: a self-signed RSA root per mesh and backend, generated once and kept in the
 //! Secrets `<mesh>.ca-builtin-cert-<backend>` and `<mesh>.ca-builtin-key-<backend>` (Kuma §1.2).
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -246,13 +246,8 @@ impl CaBackend for BuiltinCa {
         backend: &Backend,
         req: &LeafRequest,
     ) -> Result<IssuedCert, CaError> {
-        material::check_mesh(ca, &backend.name, &req.mesh)?;
         let signing = self.signing_ca(ca, backend).await?;
-        let cert = leaf::sign_dataplane_cert(Arc::new(signing), ca.mesh, &req.tags, req.validity)
-            .await
-            .map_err(|e| material::leaf_error(ca.mesh, &backend.name, e))?;
-        tracing::debug!(mesh = ca.mesh, backend = %backend.name, dataplane = %req.dataplane, serial = %cert.serial_hex, "issued a dataplane certificate");
-        Ok(cert)
+        material::sign(signing, ca, &backend.name, req, material::Profile::Mesh).await
     }
 
     async fn issue_svid(
@@ -263,9 +258,14 @@ impl CaBackend for BuiltinCa {
         service: &str,
     ) -> Result<IssuedCert, CaError> {
         let signing = self.signing_ca(ca, backend).await?;
-        leaf::sign_svid(Arc::new(signing), ca.mesh, service, req.validity)
-            .await
-            .map_err(|e| material::leaf_error(ca.mesh, &backend.name, e))
+        material::sign(
+            signing,
+            ca,
+            &backend.name,
+            req,
+            material::Profile::Svid(service),
+        )
+        .await
     }
 }
 

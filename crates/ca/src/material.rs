@@ -61,3 +61,34 @@ pub(crate) fn check_mesh(ca: &MeshCa<'_>, backend: &str, requested: &str) -> Res
         ))
     }
 }
+
+/// What a backend signs with its own CA material (builtin and provided alike).
+pub(crate) enum Profile<'a> {
+    /// Kuma's mesh certificate for the request's tags.
+    Mesh,
+    /// An X.509-SVID for one service.
+    Svid(&'a str),
+}
+
+/// Signs a leaf for `req` with `signing`, the same way for every backend that holds its CA key.
+pub(crate) async fn sign(
+    signing: crate::leaf::SigningCa,
+    ca: &meshplane_core::ca::MeshCa<'_>,
+    backend: &str,
+    req: &meshplane_core::ca::LeafRequest,
+    profile: Profile<'_>,
+) -> Result<meshplane_core::ca::IssuedCert, CaError> {
+    check_mesh(ca, backend, &req.mesh)?;
+    let signing = std::sync::Arc::new(signing);
+    let cert = match profile {
+        Profile::Mesh => {
+            crate::leaf::sign_dataplane_cert(signing, ca.mesh, &req.tags, req.validity).await
+        }
+        Profile::Svid(service) => {
+            crate::leaf::sign_svid(signing, ca.mesh, service, req.validity).await
+        }
+    }
+    .map_err(|e| leaf_error(ca.mesh, backend, e))?;
+    tracing::debug!(mesh = ca.mesh, backend, dataplane = %req.dataplane, serial = %cert.serial_hex, "issued a dataplane certificate");
+    Ok(cert)
+}

@@ -1,8 +1,6 @@
 //! The `provided` backend: a CA bundle and key the user stores in DataSources (Kuma §1.3), validated with
 //! Kuma's exact reasons (§3.2) before a Mesh may use it.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use chrono::Utc;
 use meshplane_core::{
@@ -207,13 +205,8 @@ impl CaBackend for ProvidedCa {
         backend: &Backend,
         req: &LeafRequest,
     ) -> Result<IssuedCert, CaError> {
-        material::check_mesh(ca, &backend.name, &req.mesh)?;
         let signing = self.signing_ca(ca, backend).await?;
-        let cert = leaf::sign_dataplane_cert(Arc::new(signing), ca.mesh, &req.tags, req.validity)
-            .await
-            .map_err(|e| material::leaf_error(ca.mesh, &backend.name, e))?;
-        tracing::debug!(mesh = ca.mesh, backend = %backend.name, dataplane = %req.dataplane, serial = %cert.serial_hex, "issued a dataplane certificate");
-        Ok(cert)
+        material::sign(signing, ca, &backend.name, req, material::Profile::Mesh).await
     }
 
     async fn issue_svid(
@@ -224,8 +217,13 @@ impl CaBackend for ProvidedCa {
         service: &str,
     ) -> Result<IssuedCert, CaError> {
         let signing = self.signing_ca(ca, backend).await?;
-        leaf::sign_svid(Arc::new(signing), ca.mesh, service, req.validity)
-            .await
-            .map_err(|e| material::leaf_error(ca.mesh, &backend.name, e))
+        material::sign(
+            signing,
+            ca,
+            &backend.name,
+            req,
+            material::Profile::Svid(service),
+        )
+        .await
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod backoff;
 pub mod config;
+pub mod critical;
 pub mod readiness;
 pub mod signal;
 pub mod store_args;

@@ -7,46 +7,23 @@ use meshplane_api::{ApiState, ServerInfo};
 use meshplane_core::{
     datasource::StoreLoader,
     manager::{Mode, ResourceManager},
-    runtime::{readiness::Readiness, signal, telemetry},
+    runtime::{critical, readiness::Readiness},
     tokens::Tokens,
 };
 use meshplane_kds::server::{KdsServer, ServerConfig};
-use tokio::task::JoinSet;
 
 use crate::args::{Cli, Command, MigrateArgs, MigrateCommand, RunArgs};
 
 /// Entry point: builds the runtime, runs the command, maps the outcome to an exit code.
 pub fn main(cli: Cli) -> ExitCode {
-    let common = match &cli.command {
-        Command::Run(a) => &a.common,
-        Command::Migrate(MigrateCommand::Up(a)) => &a.common,
-    };
-    if let Err(e) = telemetry::init(common.log_format, &common.log_level) {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: could not start the async runtime: {e}");
-            return ExitCode::FAILURE;
+    match cli.command {
+        Command::Run(args) => {
+            let common = args.common.clone();
+            critical::run_main("meshplane-global", &common, run(args))
         }
-    };
-    let result = rt.block_on(async {
-        match cli.command {
-            Command::Run(args) => run(args).await,
-            Command::Migrate(MigrateCommand::Up(args)) => migrate_up(args).await,
-        }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "meshplane-global failed");
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+        Command::Migrate(MigrateCommand::Up(args)) => {
+            let common = args.common.clone();
+            critical::run_main("meshplane-global", &common, migrate_up(args))
         }
     }
 }
@@ -165,7 +142,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_context(|| format!("--kds-addr {}: cannot listen", args.kds_addr))?;
 
     let (drain_tx, drain_rx) = drain::channel();
-    let mut critical: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+    let mut critical: critical::CriticalTasks<anyhow::Error> = Default::default();
     {
         let drain = drain_rx.clone();
         critical.spawn(async move {
@@ -196,26 +173,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         });
     }
     drop(drain_rx);
-
-    tokio::select! {
-        biased;
-        _ = signal::shutdown() => {}
-        Some(done) = critical.join_next() => {
-            // A critical task must never end on its own: take the process down loudly.
-            let (name, result) = done.context("a critical task panicked")?;
-            return Err(match result {
-                Ok(()) => anyhow::anyhow!("{name} stopped unexpectedly"),
-                Err(e) => e.context(format!("{name} failed")),
-            });
-        }
-    }
-    tracing::info!(timeout = ?args.shutdown_timeout, "draining");
-    if tokio::time::timeout(args.shutdown_timeout, drain_tx.drain())
-        .await
-        .is_err()
-    {
-        tracing::warn!("shutdown timeout reached with work still in flight");
-    }
-    tracing::info!("stopped");
+    critical::supervise(critical, drain_tx, args.shutdown_timeout).await?;
     Ok(())
 }

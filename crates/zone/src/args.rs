@@ -2,7 +2,11 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use meshplane_core::runtime::{config::CommonArgs, store_args::StoreArgs};
+use meshplane_core::runtime::{
+    config::CommonArgs,
+    critical::{parse_duration, ser_duration},
+    store_args::StoreArgs,
+};
 
 #[derive(Debug, clap::Parser)]
 #[command(
@@ -123,14 +127,4 @@ pub struct RunArgs {
     #[arg(long, env = "MESHPLANE_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     #[serde(serialize_with = "ser_duration")]
     pub shutdown_timeout: Duration,
-}
-
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    meshplane_core::duration::KumaDuration::parse(s)
-        .map(|d| d.as_duration())
-        .map_err(|e| e.to_string())
-}
-
-fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(meshplane_core::duration::KumaDuration::from_duration(*d).as_str())
 }

@@ -7,39 +7,19 @@ use meshplane_api::{ApiState, ServerInfo};
 use meshplane_core::{
     datasource::StoreLoader,
     manager::{Mode, ResourceManager},
-    runtime::{readiness::Readiness, signal, telemetry, tls},
+    runtime::{critical, readiness::Readiness, tls},
     tokens::Tokens,
 };
 use meshplane_identity::{CertManager, Deps, ManagerConfig, clock::SystemClock};
 use meshplane_kds::client::{ClientConfig, SyncStatus};
-use tokio::{sync::watch, task::JoinSet};
+use tokio::sync::watch;
 
 use crate::args::{Cli, Command, RunArgs};
 
 pub fn main(cli: Cli) -> ExitCode {
     let Command::Run(args) = cli.command;
-    if let Err(e) = telemetry::init(args.common.log_format, &args.common.log_level) {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: could not start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(*args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "meshplane-zone failed");
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let common = args.common.clone();
+    critical::run_main("meshplane-zone", &common, run(*args))
 }
 
 fn default_work_dir() -> std::path::PathBuf {
@@ -190,7 +170,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_context(|| format!("--dp-server-addr {}: cannot listen", args.dp_server_addr))?;
 
     let (drain_tx, drain_rx) = drain::channel();
-    let mut critical: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+    let mut critical: critical::CriticalTasks<anyhow::Error> = Default::default();
     {
         let drain = drain_rx.clone();
         critical.spawn(async move {
@@ -281,25 +261,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         });
     }
     drop(drain_rx);
-
-    tokio::select! {
-        biased;
-        _ = signal::shutdown() => {}
-        Some(done) = critical.join_next() => {
-            let (name, result) = done.context("a critical task panicked")?;
-            return Err(match result {
-                Ok(()) => anyhow::anyhow!("{name} stopped unexpectedly"),
-                Err(e) => e.context(format!("{name} failed")),
-            });
-        }
-    }
-    tracing::info!(timeout = ?args.shutdown_timeout, "draining");
-    if tokio::time::timeout(args.shutdown_timeout, drain_tx.drain())
-        .await
-        .is_err()
-    {
-        tracing::warn!("shutdown timeout reached with work still in flight");
-    }
-    tracing::info!("stopped");
+    critical::supervise(critical, drain_tx, args.shutdown_timeout).await?;
     Ok(())
 }
