@@ -128,6 +128,15 @@ impl IntoResponse for ApiError {
             body["invalid_parameters"] = params.into();
             body["causes"] = causes.into();
         }
-        (self.status, axum::Json(body)).into_response()
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body is never read: say so, or a keep-alive client reuses a connection
+            // the server is about to drop.
+            resp.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        resp
     }
 }

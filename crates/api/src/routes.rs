@@ -41,6 +41,24 @@ fn meshed_list(kind: ResourceKind) -> MethodRouter<ApiState> {
     get(move |s, p, q, h, u| list_meshed(kind, s, p, q, h, u))
 }
 
+/// Refuses a request whose declared length is over the limit before reading any of it.
+async fn refuse_oversized(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return axum::response::IntoResponse::into_response(crate::ApiError::too_large(
+            MAX_BODY_BYTES,
+        ));
+    }
+    next.run(req).await
+}
+
 /// Every API route, with body limits and timeouts. `extra` is merged in (token endpoints and other
 /// routes that belong to one control plane).
 pub fn router(state: ApiState, extra: Router<ApiState>) -> Router {
@@ -87,6 +105,7 @@ pub fn router(state: ApiState, extra: Router<ApiState>) -> Router {
             crate::auth::middleware,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(refuse_oversized))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,

@@ -166,15 +166,23 @@ impl Mtls {
         let backends = o.opt_list(d, "backends", Backend::decode);
         o.finish(d);
 
-        if let Some(list) = &backends {
-            let mut seen = std::collections::HashSet::new();
-            for (i, b) in list.iter().enumerate() {
-                if !seen.insert(b.name.as_str()) {
-                    d.violation(
-                        &path.field("backends").index(i).field("name"),
-                        format!("{:?} name is already used for another backend", b.name),
-                    );
-                }
+        // Judged on the raw names, so duplicates are reported even when another backend failed to
+        // decode: every violation comes back at once.
+        let raw_names = v.get("backends").and_then(Value::as_array).map(|items| {
+            items
+                .iter()
+                .map(|b| b.get("name").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+        });
+        let mut seen = std::collections::HashSet::new();
+        for (i, name) in raw_names.iter().flatten().enumerate() {
+            if let Some(name) = name
+                && !seen.insert(*name)
+            {
+                d.violation(
+                    &path.field("backends").index(i).field("name"),
+                    format!("{name:?} name is already used for another backend"),
+                );
             }
         }
         if let Some(enabled) = enabled_backend.as_deref().filter(|e| !e.is_empty()) {

@@ -164,6 +164,28 @@ fn duplicate_backend_names_and_unknown_enabled_backend() {
 }
 
 #[test]
+fn duplicates_are_reported_even_when_another_backend_fails() {
+    let vs = violations(json!({"type": "Mesh", "name": "m", "mtls": {"backends": [
+        {"name": "a", "type": "builtin"}, {"name": "a", "type": "builtin"}, {"name": "c", "type": "acme"}]}}));
+    assert!(
+        has(
+            &vs,
+            "mtls.backends[1].name",
+            "\"a\" name is already used for another backend"
+        ),
+        "{vs:?}"
+    );
+    assert!(
+        has(
+            &vs,
+            "mtls.backends[2].type",
+            "could not find installed plugin"
+        ),
+        "{vs:?}"
+    );
+}
+
+#[test]
 fn vault_conf_paths() {
     let vs = violations(
         json!({"type": "Mesh", "name": "m", "mtls": {"backends": [{"name": "v", "type": "vault", "conf": {"fromCp": {
