@@ -245,7 +245,7 @@ impl proto::kds_sync_server::KdsSync for KdsServer {
         let inner = self.inner.clone();
         let span = tracing::info_span!("kds_stream", zone = %zone);
         tokio::spawn(tracing::Instrument::instrument(
-            session::run(inner, zone, inbound, tx, drain),
+            session::run(inner, zone, token, inbound, tx, drain),
             span,
         ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

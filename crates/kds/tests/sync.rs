@@ -373,3 +373,35 @@ async fn private_signing_keys_never_reach_zones() {
     }
     east.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_connected_zones_token_closes_its_stream() {
+    let g = Global::start().await;
+    let token = g.token("east").await;
+    let mut east = Zone::start_with(&g, "east", &token, Arc::new(MemoryStore::new())).await;
+    east.wait_synced().await;
+    Tokens::new(g.store.clone())
+        .revoke(
+            TokenKind::Zone,
+            &meshplane_core::tokens::token_id(&token).expect("jti"),
+        )
+        .await
+        .expect("revoke");
+    meshplane_test_support::process::eventually(
+        Duration::from_secs(10),
+        "the open stream to be closed as revoked",
+        || async {
+            let st = east.status.borrow().clone();
+            (!st.connected
+                && st
+                    .last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("revoked")))
+            .then_some(())
+        },
+    )
+    .await
+    .expect("closed");
+    assert!(g.server.connected_zones().is_empty());
+    east.stop().await;
+}

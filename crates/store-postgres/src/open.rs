@@ -20,6 +20,8 @@ pub async fn open_store(
     args: &StoreArgs,
     binary: &str,
 ) -> Result<(Arc<dyn ResourceStore>, String), PgError> {
+    let mut args = args.clone();
+    args.load_url_file()?;
     match args.resolve()? {
         (StoreKind::Memory, _) => {
             let store = MemoryStore::new();

@@ -23,6 +23,25 @@ pub struct Cli {
 pub enum Command {
     /// Run the zone control plane.
     Run(Box<RunArgs>),
+    /// Manage the zone's PostgreSQL schema.
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum MigrateCommand {
+    /// Apply every pending migration.
+    Up(MigrateArgs),
+}
+
+#[derive(Debug, clap::Args, serde::Serialize)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// PostgreSQL URL.
+    #[arg(long, env = "MESHPLANE_DATABASE_URL", value_name = "URL")]
+    #[serde(skip)]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, clap::Args, serde::Serialize)]

@@ -14,12 +14,35 @@ use meshplane_identity::{CertManager, Deps, ManagerConfig, clock::SystemClock};
 use meshplane_kds::client::{ClientConfig, SyncStatus};
 use tokio::sync::watch;
 
-use crate::args::{Cli, Command, RunArgs};
+use crate::args::{Cli, Command, MigrateArgs, MigrateCommand, RunArgs};
 
 pub fn main(cli: Cli) -> ExitCode {
-    let Command::Run(args) = cli.command;
-    let common = args.common.clone();
-    critical::run_main("meshplane-zone", &common, run(*args))
+    match cli.command {
+        Command::Run(args) => {
+            let common = args.common.clone();
+            critical::run_main("meshplane-zone", &common, run(*args))
+        }
+        Command::Migrate(MigrateCommand::Up(args)) => {
+            let common = args.common.clone();
+            critical::run_main("meshplane-zone", &common, migrate_up(args))
+        }
+    }
+}
+
+async fn migrate_up(args: MigrateArgs) -> anyhow::Result<()> {
+    let url = args
+        .database_url
+        .context("--database-url (or MESHPLANE_DATABASE_URL) is required for migrate up")?;
+    let applied = meshplane_store_postgres::migrate_up_url(&url)
+        .await
+        .context("applying migrations")?;
+    if applied.is_empty() {
+        println!("database is up to date");
+    }
+    for v in applied {
+        println!("applied migration {v}");
+    }
+    Ok(())
 }
 
 fn default_work_dir() -> std::path::PathBuf {

@@ -19,6 +19,15 @@ pub struct StoreArgs {
     #[arg(long, env = "MESHPLANE_DATABASE_URL", value_name = "URL")]
     #[serde(serialize_with = "redacted_url")]
     pub database_url: Option<String>,
+    /// A file holding the PostgreSQL URL (keeps a password off the command line and out of the
+    /// environment; systemd's `LoadCredential=` and Kubernetes Secret volumes provide such files).
+    #[arg(
+        long,
+        env = "MESHPLANE_DATABASE_URL_FILE",
+        value_name = "FILE",
+        conflicts_with = "database_url"
+    )]
+    pub database_url_file: Option<std::path::PathBuf>,
     /// Largest number of PostgreSQL connections this process opens.
     #[arg(long, env = "MESHPLANE_DATABASE_MAX_CONNECTIONS", default_value_t = 20)]
     pub database_max_connections: u32,
@@ -62,7 +71,7 @@ pub enum StoreArgsError {
     #[error("--database-url is set but --store is memory; drop one of them")]
     UrlWithMemory,
     #[error("{0}")]
-    Key(String),
+    Invalid(String),
     #[error(
         "Secrets and private keys would be stored unencrypted in PostgreSQL: set --encryption-key-file (or MESHPLANE_ENCRYPTION_KEY), or pass --allow-plaintext-secrets for a throwaway setup"
     )]
@@ -73,13 +82,13 @@ impl StoreArgs {
     /// The keys for secrets at rest, `None` when none is configured.
     pub fn keyring(&self) -> Result<Option<crate::store::encrypted::Keyring>, StoreArgsError> {
         use crate::store::encrypted::Kek;
-        let key_err = |e: crate::store::encrypted::KeyError| StoreArgsError::Key(e.to_string());
+        let key_err = |e: crate::store::encrypted::KeyError| StoreArgsError::Invalid(e.to_string());
         let primary = match (&self.encryption_key_file, &self.encryption_key) {
             (Some(f), _) => Kek::from_file(f, "--encryption-key-file").map_err(key_err)?,
             (None, Some(k)) => Kek::parse(k, "MESHPLANE_ENCRYPTION_KEY").map_err(key_err)?,
             (None, None) if self.encryption_old_key_file.is_empty() => return Ok(None),
             (None, None) => {
-                return Err(StoreArgsError::Key(
+                return Err(StoreArgsError::Invalid(
                     "--encryption-old-key-file needs --encryption-key-file".into(),
                 ));
             }
@@ -91,6 +100,17 @@ impl StoreArgs {
             .collect::<Result<Vec<_>, _>>()
             .map_err(key_err)?;
         Ok(Some(crate::store::encrypted::Keyring::new(primary, older)))
+    }
+
+    /// Reads `--database-url-file` into `database_url` (call once, before `resolve`).
+    pub fn load_url_file(&mut self) -> Result<(), StoreArgsError> {
+        if let Some(f) = &self.database_url_file {
+            let url = std::fs::read_to_string(f).map_err(|e| {
+                StoreArgsError::Invalid(format!("--database-url-file {}: {e}", f.display()))
+            })?;
+            self.database_url = Some(url.trim().to_string());
+        }
+        Ok(())
     }
 
     /// The store to use, and its URL when it is PostgreSQL.

@@ -8,6 +8,7 @@ use chrono::Utc;
 use meshplane_core::{
     model::{Meta, Resource, ResourceKey, ResourceKind, Spec, ZoneSpec},
     store::{ChangeOp, Received, ResourceStore, ResourceStoreExt, StoreError, WriteOp},
+    tokens::{TokenKind, ZoneClaims},
 };
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
@@ -54,12 +55,13 @@ impl From<LinkError> for Status {
 pub(super) async fn run(
     inner: Arc<Inner>,
     zone: String,
+    token: String,
     inbound: Streaming<ZoneMessage>,
     tx: mpsc::Sender<Out>,
     drain: drain::Watch,
 ) {
     let started = std::time::Instant::now();
-    match session(&inner, &zone, inbound, &tx, drain).await {
+    match session(&inner, &zone, &token, inbound, &tx, drain).await {
         Ok(()) => tracing::info!(zone, duration = ?started.elapsed(), "zone stream closed"),
         Err(status) => {
             tracing::warn!(zone, code = ?status.code(), reason = status.message(), "zone stream ended");
@@ -103,6 +105,7 @@ async fn ensure_zone(store: &dyn ResourceStore, zone: &str) -> Result<(), Status
 async fn session(
     inner: &Inner,
     zone: &str,
+    token: &str,
     mut inbound: Streaming<ZoneMessage>,
     tx: &mpsc::Sender<Out>,
     drain: drain::Watch,
@@ -205,6 +208,13 @@ async fn session(
             _ = kill.changed() => break Err(Status::aborted("a newer stream of this zone replaced this one")),
             ev = sub.recv() => match ev {
                 Received::Event(e) => {
+                    // A revocation or a signing-key change applies to streams already open.
+                    if e.key.kind == ResourceKind::GlobalSecret && e.key.name.starts_with("zone-token-")
+                        && let Err(reason) = inner.tokens.verify::<ZoneClaims>(TokenKind::Zone, token).await
+                    {
+                        tracing::warn!(zone, reason = %reason, "closing the stream: its zone token is no longer valid");
+                        break Err(Status::unauthenticated(format!("zone token refused: {reason}")));
+                    }
                     if e.key == ResourceKey::global(ResourceKind::Zone, zone) {
                         if e.op == ChangeOp::Delete {
                             break Err(Status::permission_denied(format!("zone {zone:?} was deleted at global")));
@@ -238,6 +248,10 @@ async fn session(
                 if let Err(e) = link.retry_due().await { break Err(e.into()); }
             }
             _ = flush.tick() => {
+                if let Err(reason) = inner.tokens.verify::<ZoneClaims>(TokenKind::Zone, token).await {
+                    tracing::warn!(zone, reason = %reason, "closing the stream: its zone token is no longer valid");
+                    break Err(Status::unauthenticated(format!("zone token refused: {reason}")));
+                }
                 let stats = link.stats.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
                 if let Err(e) = insight.heartbeat(&stats).await {
                     tracing::warn!(zone, error = %e, "could not refresh the zone insight");
