@@ -307,3 +307,109 @@ async fn a_mesh_with_dataplanes_is_only_deleted_when_forced() {
     let (s, _) = g.api.get("/meshes/shop").await.expect("get");
     assert_eq!(s, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_is_served_over_https_with_the_operators_certificate() {
+    use meshplane_test_support::{process::free_port, tls::TestCa};
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca = TestCa::new("API test CA").expect("ca");
+    let server = ca
+        .server_cert(&["localhost"], &["127.0.0.1".parse().expect("ip")])
+        .expect("server cert");
+    let (ca_file, cert_file, key_file) = (
+        dir.path().join("ca.pem"),
+        dir.path().join("api.pem"),
+        dir.path().join("api.key"),
+    );
+    std::fs::write(&ca_file, ca.cert_pem()).expect("write");
+    std::fs::write(&cert_file, &server.cert_pem).expect("write");
+    std::fs::write(&key_file, &server.key_pem).expect("write");
+    let port = free_port();
+    let https_addr = format!("127.0.0.1:{port}");
+    let g = Global::start(
+        Store::Memory,
+        &[
+            "--api-tls-cert-file",
+            cert_file.to_str().expect("utf8"),
+            "--api-tls-key-file",
+            key_file.to_str().expect("utf8"),
+            "--api-https-addr",
+            &https_addr,
+        ],
+    )
+    .await
+    .expect("global");
+    let url = format!("https://localhost:{port}");
+    let ca_arg = ca_file.to_str().expect("utf8");
+
+    // meshctl trusts the operator's CA; loopback admin still applies over TLS.
+    let mesh = "type: Mesh\nname: over-tls\n";
+    let (code, out, err) = meshctl(&url, &["--ca-cert", ca_arg, "apply", "-f", "-"], Some(mesh))
+        .await
+        .expect("meshctl");
+    assert_eq!(code, 0, "apply over HTTPS: {out}{err}");
+    let (s, body) = g.api.get("/meshes/over-tls").await.expect("get");
+    assert_eq!(s, 200, "{body}");
+
+    // Without the CA, the certificate is refused.
+    let (code, _, err) = meshctl(&url, &["get", "meshes"], None)
+        .await
+        .expect("meshctl");
+    assert_ne!(code, 0, "an untrusted certificate must be refused");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+
+    // An independent client verifies the chain and negotiates HTTP/2.
+    let (_, out, err) = run(
+        "sh",
+        &[
+            "-c",
+            &format!(
+                "echo | openssl s_client -connect {https_addr} -servername localhost \
+                 -CAfile {ca_arg} -verify_return_error -alpn h2"
+            ),
+        ],
+    )
+    .await
+    .expect("openssl");
+    assert!(out.contains("Verify return code: 0 (ok)"), "{out}{err}");
+    assert!(out.contains("ALPN protocol: h2"), "{out}{err}");
+
+    // Plain HTTP on the HTTPS port gets no answer.
+    let plain = reqwest::Client::new()
+        .get(format!("http://{https_addr}/meshes"))
+        .timeout(Duration::from_secs(15))
+        .send()
+        .await;
+    assert!(
+        plain.is_err(),
+        "plain HTTP must not be served on the HTTPS port"
+    );
+
+    // A bad key file stops the start with the flag named.
+    let (code, _, err) = run(
+        meshplane_test_support::process::bin("meshplane-global")
+            .to_str()
+            .expect("utf8"),
+        &[
+            "run",
+            "--store",
+            "memory",
+            "--api-addr",
+            &format!("127.0.0.1:{}", free_port()),
+            "--kds-addr",
+            &format!("127.0.0.1:{}", free_port()),
+            "--api-https-addr",
+            &format!("127.0.0.1:{}", free_port()),
+            "--work-dir",
+            dir.path().to_str().expect("utf8"),
+            "--api-tls-cert-file",
+            cert_file.to_str().expect("utf8"),
+            "--api-tls-key-file",
+            ca_file.to_str().expect("utf8"),
+        ],
+    )
+    .await
+    .expect("run");
+    assert_ne!(code, 0);
+    assert!(err.contains("--api-tls-key-file"), "{err}");
+}

@@ -11,6 +11,7 @@ mod overview;
 mod resources;
 mod routes;
 mod state;
+pub mod tls;
 pub mod tokens;
 
 pub use error::ApiError;
@@ -23,14 +24,37 @@ use std::net::SocketAddr;
 /// largest Secret is 1 MiB before base64.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
-/// Serves `router` on `listener` until `drain` is signaled, then lets in-flight requests finish.
+/// Serves `router` on `listener` (plain HTTP) and, when given, on the HTTPS listener, until `drain`
+/// is signaled; then lets in-flight requests finish. Fails when either listener fails.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    https: Option<(
+        tokio::net::TcpListener,
+        std::sync::Arc<rustls::ServerConfig>,
+    )>,
     router: axum::Router,
     drain: drain::Watch,
 ) -> std::io::Result<()> {
-    let addr: Option<SocketAddr> = listener.local_addr().ok();
-    tracing::info!(addr = ?addr, "API server listening");
+    let plain = serve_on(listener, router.clone(), drain.clone());
+    match https {
+        None => plain.await,
+        Some((tcp, config)) => {
+            use axum::serve::ListenerExt;
+            // `tap_io` is what lets ConnectInfo<SocketAddr> (the loopback-admin check) see the
+            // peer of a listener that is not axum's own.
+            let tls = tls::TlsListener::new(tcp, config).tap_io(|_| ());
+            tokio::try_join!(plain, serve_on(tls, router, drain)).map(|_| ())
+        }
+    }
+}
+
+async fn serve_on<L>(listener: L, router: axum::Router, drain: drain::Watch) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+    for<'a> SocketAddr: axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+{
+    tracing::info!(addr = ?listener.local_addr().ok(), "API server listening");
     let shutdown = drain.clone().signaled();
     let server = axum::serve(
         listener,

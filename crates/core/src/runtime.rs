@@ -1,5 +1,6 @@
 //! Process-level pieces every binary shares: configuration, logging, readiness, shutdown.
 
+pub mod api_args;
 pub mod backoff;
 pub mod config;
 pub mod critical;

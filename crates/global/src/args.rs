@@ -59,6 +59,8 @@ pub struct RunArgs {
         value_name = "HOST:PORT"
     )]
     pub api_addr: SocketAddr,
+    #[command(flatten)]
+    pub api_tls: meshplane_core::runtime::api_args::ApiTlsArgs,
     /// Address of the zone sync server (Kuma's KDS port 5685). Zones dial it with TLS.
     #[arg(
         long,

@@ -116,6 +116,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.api_addr)
         .await
         .with_context(|| format!("--api-addr {}: cannot listen", args.api_addr))?;
+    let https = meshplane_api::tls::bind(&args.api_tls).await?;
 
     let tls = match (&args.kds_tls_cert_file, &args.kds_tls_key_file) {
         (Some(c), Some(k)) => {
@@ -148,7 +149,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         critical.spawn(async move {
             (
                 "API server",
-                meshplane_api::serve(listener, router, drain)
+                meshplane_api::serve(listener, https, router, drain)
                     .await
                     .map_err(Into::into),
             )

@@ -70,6 +70,8 @@ pub struct RunArgs {
         value_name = "HOST:PORT"
     )]
     pub api_addr: SocketAddr,
+    #[command(flatten)]
+    pub api_tls: meshplane_core::runtime::api_args::ApiTlsArgs,
     /// Address of the dataplane server (Kuma's port 5678).
     #[arg(
         long,

@@ -169,6 +169,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let api_listener = tokio::net::TcpListener::bind(args.api_addr)
         .await
         .with_context(|| format!("--api-addr {}: cannot listen", args.api_addr))?;
+    let https = meshplane_api::tls::bind(&args.api_tls).await?;
 
     let dp_tls = match (&args.dp_server_tls_cert_file, &args.dp_server_tls_key_file) {
         (Some(c), Some(k)) => tls::from_files(&tls::DP_SERVER, c, k)?,
@@ -199,7 +200,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         critical.spawn(async move {
             (
                 "API server",
-                meshplane_api::serve(api_listener, router, drain)
+                meshplane_api::serve(api_listener, https, router, drain)
                     .await
                     .map_err(Into::into),
             )
