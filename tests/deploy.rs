@@ -237,8 +237,17 @@ fn systemd_units_verify_and_are_hardened() {
         );
         return;
     }
+    // verify checks that each command exists: point the install path at this checkout's binaries
+    // in a copy of the unit (same name, everything else as shipped).
+    let copies = tempfile::tempdir().expect("tempdir");
     for (name, _) in UNITS {
-        let p = dir.join(name);
+        let shipped = std::fs::read_to_string(dir.join(name)).expect("read unit");
+        let p = copies.path().join(name);
+        std::fs::write(
+            &p,
+            shipped.replace("/usr/local/bin/", &format!("{}/", bin_dir().display())),
+        )
+        .expect("write unit copy");
         let out = Command::new("systemd-analyze")
             .arg("verify")
             .arg(&p)
@@ -287,22 +296,27 @@ fn systemd_units_verify_and_are_hardened() {
     }
 }
 
-/// The script of an `ExecStart*=/bin/sh -c '…'` line, with systemd's `$$` escape resolved and the
-/// install paths pointed at this checkout's binaries and a test `/etc/meshplane`.
-fn unit_script(value: &str, etc: &Path) -> String {
-    let script = value
-        .strip_prefix("/bin/sh -c '")
-        .and_then(|s| s.strip_suffix('\''))
-        .unwrap_or_else(|| panic!("expected /bin/sh -c '…': {value}"));
-    assert!(!script.contains('\''), "one quoted script: {value}");
+/// The argv of an `ExecStart*=` line as systemd would run it: no shell, `%d` resolved to the
+/// credentials directory, the install paths pointed at this checkout's binaries and a test
+/// `/etc/meshplane`.
+fn unit_command(value: &str, etc: &Path, credentials: &Path) -> Vec<String> {
     assert!(
-        !script.contains('%'),
-        "no systemd specifiers the test would have to resolve: {value}"
+        !value.contains(['\'', '"', '$', ';', '|']),
+        "a plain command, no shell quoting or expansion: {value}"
     );
-    script
-        .replace("$$", "$")
-        .replace("/usr/local/bin/", &format!("{}/", bin_dir().display()))
-        .replace("/etc/meshplane/", &format!("{}/", etc.display()))
+    let argv: Vec<String> = value
+        .split_whitespace()
+        .map(|a| {
+            a.replace("%d/", &format!("{}/", credentials.display()))
+                .replace("/usr/local/bin/", &format!("{}/", bin_dir().display()))
+                .replace("/etc/meshplane/", &format!("{}/", etc.display()))
+        })
+        .collect();
+    assert!(
+        argv.iter().all(|a| !a.contains('%')),
+        "no systemd specifier but %d: {value}"
+    );
+    argv
 }
 
 /// The environment systemd gives the unit's commands: its EnvironmentFile (the example), its
@@ -332,9 +346,14 @@ async fn start_unit(unit: &str, etc: &Path, env: &[(String, String)]) -> Proc {
         "{unit}: one ExecStartPre, one ExecStart"
     );
 
-    let out = tokio::process::Command::new("/bin/sh")
-        .arg("-c")
-        .arg(unit_script(&pre[0], etc))
+    let credentials = env
+        .iter()
+        .find(|(k, _)| k == "CREDENTIALS_DIRECTORY")
+        .map(|(_, v)| std::path::PathBuf::from(v))
+        .expect("the unit's environment names its credentials directory");
+    let pre = unit_command(&pre[0], etc, &credentials);
+    let out = tokio::process::Command::new(&pre[0])
+        .args(&pre[1..])
         .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .await
@@ -346,14 +365,10 @@ async fn start_unit(unit: &str, etc: &Path, env: &[(String, String)]) -> Proc {
         String::from_utf8_lossy(&out.stderr)
     );
     let env_refs: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    Proc::spawn(
-        unit,
-        Path::new("/bin/sh"),
-        &["-c".to_string(), unit_script(&start[0], etc)],
-        &env_refs,
-    )
-    .await
-    .expect("ExecStart")
+    let start = unit_command(&start[0], etc, &credentials);
+    Proc::spawn(unit, Path::new(&start[0]), &start[1..], &env_refs)
+        .await
+        .expect("ExecStart")
 }
 
 async fn info(api: &str) -> Value {

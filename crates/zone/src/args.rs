@@ -38,10 +38,8 @@ pub enum MigrateCommand {
 pub struct MigrateArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// PostgreSQL URL.
-    #[arg(long, env = "MESHPLANE_DATABASE_URL", value_name = "URL")]
-    #[serde(skip)]
-    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub db: meshplane_core::runtime::store_args::MigrateDbArgs,
 }
 
 #[derive(Debug, clap::Args, serde::Serialize)]

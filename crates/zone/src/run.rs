@@ -30,9 +30,7 @@ pub fn main(cli: Cli) -> ExitCode {
 }
 
 async fn migrate_up(args: MigrateArgs) -> anyhow::Result<()> {
-    let url = args
-        .database_url
-        .context("--database-url (or MESHPLANE_DATABASE_URL) is required for migrate up")?;
+    let url = args.db.url()?;
     let applied = meshplane_store_postgres::migrate_up_url(&url)
         .await
         .context("applying migrations")?;

@@ -57,6 +57,44 @@ pub struct StoreArgs {
     pub allow_plaintext_secrets: bool,
 }
 
+/// The database flags of `migrate up`.
+#[derive(Clone, Debug, clap::Args, serde::Serialize)]
+pub struct MigrateDbArgs {
+    /// PostgreSQL URL.
+    #[arg(long, env = "MESHPLANE_DATABASE_URL", value_name = "URL")]
+    #[serde(serialize_with = "redacted_url")]
+    pub database_url: Option<String>,
+    /// A file holding the PostgreSQL URL (systemd credentials, Kubernetes Secret volumes).
+    #[arg(
+        long,
+        env = "MESHPLANE_DATABASE_URL_FILE",
+        value_name = "FILE",
+        conflicts_with = "database_url"
+    )]
+    pub database_url_file: Option<std::path::PathBuf>,
+}
+
+impl MigrateDbArgs {
+    /// The URL to migrate, from the flag or the file.
+    pub fn url(&self) -> Result<String, StoreArgsError> {
+        match (&self.database_url, &self.database_url_file) {
+            (Some(u), _) => Ok(u.clone()),
+            (None, Some(f)) => read_url_file(f),
+            (None, None) => Err(StoreArgsError::Invalid(
+                "migrate up needs --database-url or --database-url-file (or MESHPLANE_DATABASE_URL)"
+                    .into(),
+            )),
+        }
+    }
+}
+
+fn read_url_file(f: &std::path::Path) -> Result<String, StoreArgsError> {
+    let url = std::fs::read_to_string(f).map_err(|e| {
+        StoreArgsError::Invalid(format!("--database-url-file {}: {e}", f.display()))
+    })?;
+    Ok(url.trim().to_string())
+}
+
 fn redacted_url<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(u) => s.serialize_some(&super::config::redact_url(u)),
@@ -105,10 +143,7 @@ impl StoreArgs {
     /// Reads `--database-url-file` into `database_url` (call once, before `resolve`).
     pub fn load_url_file(&mut self) -> Result<(), StoreArgsError> {
         if let Some(f) = &self.database_url_file {
-            let url = std::fs::read_to_string(f).map_err(|e| {
-                StoreArgsError::Invalid(format!("--database-url-file {}: {e}", f.display()))
-            })?;
-            self.database_url = Some(url.trim().to_string());
+            self.database_url = Some(read_url_file(f)?);
         }
         Ok(())
     }
