@@ -155,16 +155,34 @@ pub fn parse_from<P: clap::Parser, I: IntoIterator<Item = T>, T: Into<OsString> 
     Ok(P::from_arg_matches(&matches)?)
 }
 
-/// Hides the password of a database URL for logs.
+/// Query parameters of a PostgreSQL URL that carry a password (libpq and sqlx accept both).
+const SECRET_PARAMS: [&str; 2] = ["password", "sslpassword"];
+
+/// Hides the passwords of a database URL for logs: the userinfo one and those in the query.
 pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("REDACTED"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) => "<unparseable URL>".into(),
+    let Ok(mut u) = url::Url::parse(url) else {
+        return "<unparseable URL>".into();
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("REDACTED"));
     }
+    if u.query_pairs()
+        .any(|(k, _)| SECRET_PARAMS.contains(&k.as_ref()))
+    {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if SECRET_PARAMS.contains(&k.as_ref()) {
+                    "REDACTED".into()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
 }
 
 #[cfg(test)]
@@ -259,5 +277,12 @@ mod tests {
             "postgres://u:REDACTED@h:5432/db"
         );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        let r = redact_url("postgres://u@h/db?sslmode=require&password=s3cr%20t&sslpassword=k");
+        assert!(!r.contains("s3cr") && !r.contains("=k"), "{r}");
+        assert!(
+            r.contains("sslmode=require") && r.contains("password=REDACTED"),
+            "{r}"
+        );
+        assert_eq!(redact_url("not a url"), "<unparseable URL>");
     }
 }
