@@ -42,8 +42,26 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, FormatError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(FormatError::Empty);
     }
-    // serde_json refuses nesting deeper than 128 by itself; the decoder never goes that deep.
-    serde_json::from_slice(bytes).map_err(|e| FormatError::Json(e.to_string()))
+    // serde_json refuses nesting deeper than 128 by itself. Opaque fields (a Mesh's `logging`,
+    // `routing`, …) are kept as written, so hold JSON to the YAML budget too: otherwise a resource
+    // accepted as JSON could not be read back from the YAML `meshctl get -o yaml` prints.
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| FormatError::Json(e.to_string()))?;
+    if depth(&v) > MAX_DEPTH {
+        return Err(FormatError::Json(format!(
+            "nesting deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    Ok(v)
+}
+
+/// Nesting of lists and maps: 0 for a scalar, 1 for a flat list or map. At most serde_json's own
+/// limit (128) deep, so the recursion is bounded.
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
 }
 
 /// Parses exactly one YAML document.
@@ -108,6 +126,44 @@ mod tests {
         assert!(parse_yaml(&y).is_err());
         let j = format!("{}1{}", "[".repeat(200), "]".repeat(200));
         assert!(parse_json(j.as_bytes()).is_err());
+    }
+
+    /// Regression (tests/bad_input.rs, reproduced by the `resource` fuzz target's round trip): a
+    /// Mesh nested 100 levels deep in an opaque field was accepted as JSON, but the YAML printed
+    /// for it (`meshctl get -o yaml`) could not be parsed back.
+    #[test]
+    fn json_and_yaml_accept_the_same_depth() {
+        let nested = |n: usize, maps: bool| {
+            let mut v = Value::from(1);
+            for _ in 0..n {
+                v = if maps {
+                    serde_json::json!({ "k": v })
+                } else {
+                    Value::Array(vec![v])
+                };
+            }
+            serde_json::json!({"type": "Mesh", "name": "a", "logging": v})
+        };
+        for maps in [false, true] {
+            let mut accepted = 0;
+            for n in 1..=130 {
+                let doc = nested(n, maps);
+                let json = parse_json(doc.to_string().as_bytes());
+                let yaml = parse_yaml(&to_yaml(&doc));
+                assert_eq!(json.is_ok(), yaml.is_ok(), "depth {n}: {json:?} / {yaml:?}");
+                if let Ok(v) = json {
+                    assert_eq!(v, doc);
+                    accepted = n;
+                }
+            }
+            assert!(accepted >= 12, "Kuma resources need about 12 levels");
+            assert!(accepted < MAX_DEPTH, "deeper documents are refused");
+        }
+        let err = parse_json(nested(100, false).to_string().as_bytes()).expect_err("too deep");
+        assert!(
+            err.to_string().contains("nesting deeper than 64 levels"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -409,6 +409,9 @@ mod private_cluster_tests {
         let _ = conn.close().await;
         let dir = cluster.dir.path().to_path_buf();
         drop(cluster);
-        assert!(!dir.exists(), "the data directory is removed with the fixture");
+        assert!(
+            !dir.exists(),
+            "the data directory is removed with the fixture"
+        );
     }
 }
