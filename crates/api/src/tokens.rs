@@ -47,13 +47,16 @@ fn valid_for(doc: &Value, errs: &mut ValidationError) -> std::time::Duration {
     }
 }
 
-fn name_field(doc: &Value, field: &str, errs: &mut ValidationError) -> String {
+/// `field` of the body: a name of at most `max` characters (the length rule of what it names).
+fn name_field(doc: &Value, field: &str, max: usize, errs: &mut ValidationError) -> String {
     match doc.get(field).and_then(Value::as_str) {
-        Some(n) if names::is_valid_name(n) => n.to_string(),
-        Some(_) => {
-            errs.add(field, names::NAME_RULE);
-            String::new()
-        }
+        Some(n) => match names::name_violation(n, max) {
+            None => n.to_string(),
+            Some(reason) => {
+                errs.add(field, reason);
+                String::new()
+            }
+        },
         None => {
             errs.add(field, "has to be defined");
             String::new()
@@ -72,7 +75,7 @@ async fn zone(
 ) -> Result<Response, ApiError> {
     let doc = body::parse(&headers, b)?;
     let mut errs = ValidationError::new();
-    let zone = name_field(&doc, "zone", &mut errs);
+    let zone = name_field(&doc, "zone", names::MAX_ZONE_NAME, &mut errs);
     let d = valid_for(&doc, &mut errs);
     let scope: Vec<String> = match doc.get("scope") {
         None | Some(Value::Null) => vec!["cp".into()],
@@ -108,8 +111,8 @@ async fn dataplane(
 ) -> Result<Response, ApiError> {
     let doc = body::parse(&headers, b)?;
     let mut errs = ValidationError::new();
-    let name = name_field(&doc, "name", &mut errs);
-    let mesh = name_field(&doc, "mesh", &mut errs);
+    let name = name_field(&doc, "name", names::MAX_NAME, &mut errs);
+    let mesh = name_field(&doc, "mesh", names::MAX_MESH_NAME, &mut errs);
     let d = valid_for(&doc, &mut errs);
     let mut tags = BTreeMap::new();
     if let Some(Value::Object(m)) = doc.get("tags") {
@@ -149,7 +152,7 @@ async fn user(
 ) -> Result<Response, ApiError> {
     let doc = body::parse(&headers, b)?;
     let mut errs = ValidationError::new();
-    let name = name_field(&doc, "name", &mut errs);
+    let name = name_field(&doc, "name", names::MAX_NAME, &mut errs);
     let d = valid_for(&doc, &mut errs);
     let groups: Vec<String> = doc
         .get("groups")

@@ -65,11 +65,11 @@ fn kds_config(args: &RunArgs, instance_id: &str) -> anyhow::Result<Option<Client
         .zone
         .clone()
         .context("--zone is required with --global-address")?;
-    if !meshplane_core::model::names::is_valid_name(&zone) || zone.len() > 63 {
-        bail!(
-            "--zone {zone:?}: {} (at most 63 characters)",
-            meshplane_core::model::names::NAME_RULE
-        );
+    {
+        use meshplane_core::model::names;
+        if let Some(reason) = names::name_violation(&zone, names::MAX_ZONE_NAME) {
+            bail!("--zone {zone:?}: {reason}");
+        }
     }
     let token_file = args
         .zone_token_file

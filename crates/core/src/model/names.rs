@@ -2,6 +2,9 @@
 
 /// The longest Mesh name Kuma accepts.
 pub const MAX_MESH_NAME: usize = 63;
+/// The longest Zone name: a zone's name is a label value (`kuma.io/zone`) on everything it syncs,
+/// and Kubernetes caps label values at 63.
+pub const MAX_ZONE_NAME: usize = 63;
 /// The longest name of any other resource.
 pub const MAX_NAME: usize = 253;
 
@@ -22,6 +25,27 @@ pub fn is_valid_name(s: &str) -> bool {
         && !s.contains("..")
 }
 
+/// The longest name a resource of `kind` may have.
+pub fn max_len(kind: super::ResourceKind) -> usize {
+    match kind {
+        super::ResourceKind::Mesh => MAX_MESH_NAME,
+        super::ResourceKind::Zone => MAX_ZONE_NAME,
+        _ => MAX_NAME,
+    }
+}
+
+/// Why `name` cannot be a name of at most `max` characters, or `None` when it can. One rule for
+/// the API, the token endpoint and the zone binary's `--zone`.
+pub fn name_violation(name: &str, max: usize) -> Option<String> {
+    if name.len() > max {
+        Some(format!("cannot be longer than {max} characters"))
+    } else if !is_valid_name(name) {
+        Some(NAME_RULE.to_string())
+    } else {
+        None
+    }
+}
+
 /// An RFC 1123 DNS subdomain name (what Kuma requires of backend names).
 pub fn is_dns_name(s: &str) -> bool {
     !s.is_empty()
@@ -40,6 +64,29 @@ pub fn is_dns_name(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_kind_has_its_length_rule() {
+        use crate::model::ResourceKind;
+        let at = |n: usize| "a".repeat(n);
+        assert_eq!(name_violation(&at(63), max_len(ResourceKind::Zone)), None);
+        assert_eq!(
+            name_violation(&at(64), max_len(ResourceKind::Zone)).as_deref(),
+            Some("cannot be longer than 63 characters")
+        );
+        assert_eq!(
+            name_violation(&at(64), max_len(ResourceKind::Mesh)).as_deref(),
+            Some("cannot be longer than 63 characters")
+        );
+        assert_eq!(
+            name_violation(&at(253), max_len(ResourceKind::Secret)),
+            None
+        );
+        assert_eq!(
+            name_violation("A", max_len(ResourceKind::Secret)).as_deref(),
+            Some(NAME_RULE)
+        );
+    }
 
     #[test]
     fn names() {

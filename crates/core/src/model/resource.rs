@@ -278,13 +278,8 @@ impl Resource {
 }
 
 fn validate_name(d: &mut Decoder, kind: ResourceKind, name: &str) {
-    let path = FieldPath::root().field("name");
-    if kind == ResourceKind::Mesh && name.len() > names::MAX_MESH_NAME {
-        d.violation(&path, "cannot be longer than 63 characters");
-    } else if name.len() > names::MAX_NAME {
-        d.violation(&path, "cannot be longer than 253 characters");
-    } else if !names::is_valid_name(name) {
-        d.violation(&path, names::NAME_RULE);
+    if let Some(reason) = names::name_violation(name, names::max_len(kind)) {
+        d.violation(&FieldPath::root().field("name"), reason);
     }
 }
 
