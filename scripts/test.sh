@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian machine: installs and starts what the tests need
 # (PostgreSQL, OpenBao, py-spiffe in .venv), checks formatting and lints, builds every binary,
-# and runs every test (unit, integration and end-to-end) against the real services.
+# runs every test (unit, integration and end-to-end) against the real services, and a short fuzz run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -25,4 +25,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --locked --workspace --no-fail-fast
 fi
+log "fuzz smoke (20 s per target; skipped with a notice where no nightly toolchain exists)"
+scripts/fuzz-smoke.sh
 log "all tests passed"
