@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The long reliability runs, one command, with their summary tables:
-#   1. the fault tests (tests/faults.rs): kill -9 of global during sync, PostgreSQL stopped and
+#   1. the fault tests (tests/faults/): kill -9 of global during sync, PostgreSQL stopped and
 #      started under write load, OpenBao stopped and sealed during rotation, a zone and global
 #      frozen and resumed;
 #   2. the load test (tests/load.rs): 50 writers with optimistic concurrency for 30 s;
