@@ -1,6 +1,7 @@
 //! Throwaway PostgreSQL databases: each test gets a fresh, uniquely named database on the server
 //! `DATABASE_URL` names, so tests run in parallel, and the database is dropped with the fixture.
 
+use meshplane_core::runtime::config::redact_url;
 use std::{str::FromStr, time::Duration};
 
 use anyhow::Context;
@@ -31,14 +32,18 @@ impl TestDatabase {
             .ok()
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string());
-        let admin = PgConnectOptions::from_str(&base)
-            .with_context(|| format!("DATABASE_URL {:?} is not a PostgreSQL URL", redact(&base)))?;
+        let admin = PgConnectOptions::from_str(&base).with_context(|| {
+            format!(
+                "DATABASE_URL {:?} is not a PostgreSQL URL",
+                redact_url(&base)
+            )
+        })?;
         let name = format!("mp_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = PgConnection::connect_with(&admin).await.with_context(|| {
             format!(
                 "connecting to {} to create a test database (is PostgreSQL running? start it with \
                  `pg_ctlcluster --skip-systemctl-redirect <version> main start`)",
-                redact(&base)
+                redact_url(&base)
             )
         })?;
         // The name is generated from hex digits only, so quoting it is enough.
@@ -85,21 +90,9 @@ impl Drop for TestDatabase {
 /// `base` with its path (the database name) replaced; query parameters such as `sslmode` stay.
 fn with_database(base: &str, name: &str) -> anyhow::Result<String> {
     let mut url = url::Url::parse(base)
-        .with_context(|| format!("DATABASE_URL {:?} is not a URL", redact(base)))?;
+        .with_context(|| format!("DATABASE_URL {:?} is not a URL", redact_url(base)))?;
     url.set_path(&format!("/{name}"));
     Ok(url.to_string())
-}
-
-/// The URL without its password, for error messages.
-fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("REDACTED"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) => "<unparseable URL>".into(),
-    }
 }
 
 /// A PostgreSQL server of its own for one test, on a free loopback port, so that a test can stop
@@ -354,7 +347,10 @@ mod tests {
             with_database("postgres://postgres@127.0.0.1", "x").unwrap(),
             "postgres://postgres@127.0.0.1/x"
         );
-        assert_eq!(redact("postgres://u:p@h/db"), "postgres://u:REDACTED@h/db");
+        assert_eq!(
+            redact_url("postgres://u:p@h/db"),
+            "postgres://u:REDACTED@h/db"
+        );
     }
 
     #[tokio::test]
