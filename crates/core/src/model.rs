@@ -19,4 +19,4 @@ pub use kind::{Origin, ResourceKey, ResourceKind};
 pub use mesh::{Backend, BackendConf, BackendType, MeshSpec};
 pub use resource::{Meta, Resource, Spec};
 pub use secret::{SecretData, SecretSpec};
-pub use zone::{ZoneInsightSpec, ZoneSpec};
+pub use zone::{ZONE_INSIGHT_MAX_AGE, ZoneInsightSpec, ZoneSpec};

@@ -91,8 +91,9 @@ pub struct RunArgs {
     #[arg(long, env = "MESHPLANE_KDS_KEEPALIVE", default_value = "15s", value_parser = parse_duration)]
     #[serde(serialize_with = "ser_duration")]
     pub kds_keepalive: Duration,
-    /// How often each zone stream refreshes its ZoneInsight (liveness and counters).
-    #[arg(long, env = "MESHPLANE_KDS_INSIGHT_FLUSH", default_value = "10s", value_parser = parse_duration)]
+    /// How often each zone stream refreshes its ZoneInsight (liveness and counters). At most 10s:
+    /// every replica and meshctl count a zone offline after 30s without a refresh.
+    #[arg(long, env = "MESHPLANE_KDS_INSIGHT_FLUSH", default_value = "10s", value_parser = parse_insight_flush)]
     #[serde(serialize_with = "ser_duration")]
     pub kds_insight_flush: Duration,
     /// Largest sync message, in bytes.
@@ -115,4 +116,20 @@ pub struct RunArgs {
     #[arg(long, env = "MESHPLANE_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     #[serde(serialize_with = "ser_duration")]
     pub shutdown_timeout: Duration,
+}
+
+/// The insight flush interval, held to a third of the liveness bound every reader applies
+/// ([`ZONE_INSIGHT_MAX_AGE`](meshplane_core::model::ZONE_INSIGHT_MAX_AGE)), so that two late
+/// refreshes never make a connected zone look offline.
+fn parse_insight_flush(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    let max = meshplane_core::model::ZONE_INSIGHT_MAX_AGE / 3;
+    if d.is_zero() || d > max {
+        return Err(format!(
+            "must be more than 0 and at most {}s (zones count as offline after {}s without a refresh)",
+            max.as_secs(),
+            meshplane_core::model::ZONE_INSIGHT_MAX_AGE.as_secs()
+        ));
+    }
+    Ok(d)
 }

@@ -1,6 +1,7 @@
 //! Building pushes that respect the message size limit. A resource too large for any message is
 //! reported with its type and name instead of breaking the stream (Kuma PRs 2265, 18727).
 
+use meshplane_core::model::ResourceKey;
 use prost::Message;
 
 use crate::{proto, view::Item};
@@ -8,17 +9,26 @@ use crate::{proto, view::Item};
 /// Room kept for the envelope around the resources.
 const ENVELOPE: usize = 1024;
 
-/// A resource that cannot be sent at all.
+/// A resource that cannot be sent at all, named by its whole key (kind, mesh and name).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{kind} {name:?}{mesh} is {size} bytes, larger than the sync message limit of {limit} bytes; it is not synced"
+    "{} {:?}{} is {size} bytes, larger than the sync message limit of {limit} bytes; it is not synced",
+    .key.kind.name(),
+    .key.name,
+    in_mesh(&.key.mesh)
 )]
 pub struct Oversized {
-    pub kind: String,
-    pub name: String,
-    pub mesh: String,
+    pub key: ResourceKey,
     pub size: usize,
     pub limit: usize,
+}
+
+fn in_mesh(mesh: &str) -> String {
+    if mesh.is_empty() {
+        String::new()
+    } else {
+        format!(" in mesh {mesh:?}")
+    }
 }
 
 /// Splits upserts and removals into pushes no larger than `limit` bytes each.
@@ -41,13 +51,7 @@ pub fn pushes(
         let len = r.encoded_len() + 8;
         if len > budget {
             skipped.push(Oversized {
-                kind: item.key.kind.name().into(),
-                name: item.key.name.clone(),
-                mesh: if item.key.mesh.is_empty() {
-                    String::new()
-                } else {
-                    format!(" in mesh {:?}", item.key.mesh)
-                },
+                key: item.key.clone(),
                 size: len,
                 limit,
             });
@@ -90,7 +94,7 @@ pub fn pushes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meshplane_core::model::{ResourceKey, ResourceKind};
+    use meshplane_core::model::ResourceKind;
     use serde_json::json;
     use std::collections::BTreeMap;
 
@@ -119,6 +123,10 @@ mod tests {
         assert!(pushes.iter().all(|p| p.encoded_len() <= 8 * 1024));
         assert_eq!(pushes.iter().map(|p| p.upserts.len()).sum::<usize>(), 3);
         assert_eq!(skipped.len(), 1);
+        assert_eq!(
+            skipped[0].key,
+            ResourceKey::in_mesh(ResourceKind::Secret, "m", "huge")
+        );
         let msg = skipped[0].to_string();
         assert!(
             msg.starts_with("Secret \"huge\" in mesh \"m\" is ")

@@ -150,12 +150,16 @@ impl<T: Send + 'static> Link<T> {
                 .stats
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            stats.entry(o.kind.clone()).or_default().rejected += 1;
+            stats
+                .entry(o.key.kind.name().to_string())
+                .or_default()
+                .rejected += 1;
         }
-        // Oversized items are not held by the peer; everything else is.
+        // Oversized items are not held by the peer; everything else is. Whole keys are compared: a
+        // same-named resource of another mesh was sent.
         let sent: Vec<Change> = changes
             .into_iter()
-            .filter(|c| !matches!(c, Change::Upsert(i) if oversized.iter().any(|o| o.name == i.key.name && o.kind == i.key.kind.name())))
+            .filter(|c| !matches!(c, Change::Upsert(i) if oversized.iter().any(|o| o.key == i.key)))
             .collect();
         self.mirror.mark_sent(&sent);
         let n = pushes.len();
@@ -363,4 +367,130 @@ pub async fn full_view(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::Placement;
+    use meshplane_core::store::memory::MemoryStore;
+    use serde_json::json;
+
+    /// A fixed view: every key is its own view key.
+    struct FixedView(BTreeMap<ResourceKey, Item>);
+
+    #[async_trait]
+    impl Outbound for FixedView {
+        fn view_key(&self, key: &ResourceKey) -> Option<ResourceKey> {
+            Some(key.clone())
+        }
+        async fn current(
+            &self,
+            _store: &dyn ResourceStore,
+            view_key: &ResourceKey,
+        ) -> Result<Option<Item>, StoreError> {
+            Ok(self.0.get(view_key).cloned())
+        }
+        async fn full(
+            &self,
+            _store: &dyn ResourceStore,
+        ) -> Result<BTreeMap<ResourceKey, Item>, StoreError> {
+            Ok(self.0.clone())
+        }
+    }
+
+    struct Refuse;
+
+    impl Policy for Refuse {
+        fn place_upsert(
+            &self,
+            _key: &ResourceKey,
+            _labels: BTreeMap<String, String>,
+        ) -> Result<Placement, String> {
+            Err("not in this test".into())
+        }
+        fn place_removal(&self, _key: &ResourceKey) -> Result<ResourceKey, String> {
+            Err("not in this test".into())
+        }
+    }
+
+    fn secret(mesh: &str, name: &str, bytes: usize) -> Item {
+        Item::new(
+            ResourceKey::in_mesh(ResourceKind::Secret, mesh, name),
+            BTreeMap::new(),
+            json!({"data": "A".repeat(bytes)}),
+        )
+    }
+
+    fn link(
+        view: &[Item],
+    ) -> (
+        Link<Option<proto::Push>>,
+        mpsc::Receiver<Option<proto::Push>>,
+    ) {
+        let (tx, rx) = mpsc::channel(64);
+        let view = view.iter().map(|i| (i.key.clone(), i.clone())).collect();
+        let link = Link::new(
+            Arc::new(MemoryStore::new()),
+            Box::new(FixedView(view)),
+            Box::new(Refuse),
+            tx,
+            Some,
+            |_| None,
+            LinkConfig {
+                metrics: Default::default(),
+                max_message: 8 * 1024,
+                send_timeout: Duration::from_secs(5),
+                nack_backoff: Duration::from_secs(5),
+                peer: "test".into(),
+            },
+        );
+        (link, rx)
+    }
+
+    fn upserted(rx: &mut mpsc::Receiver<Option<proto::Push>>) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        while let Ok(Some(p)) = rx.try_recv() {
+            out.extend(
+                p.upserts
+                    .into_iter()
+                    .filter_map(|r| r.r#ref.map(|r| (r.mesh, r.name))),
+            );
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn oversized_resource_does_not_hide_same_name_in_another_mesh() {
+        let huge = secret("a", "x", 50_000);
+        let small = secret("b", "x", 100);
+        let (mut link, mut rx) = link(&[huge.clone(), small.clone()]);
+        link.initial_sync(&[]).await.expect("initial sync");
+        assert_eq!(upserted(&mut rx), vec![("b".into(), "x".into())]);
+        assert_eq!(
+            link.held(),
+            1,
+            "the small secret is held, the huge one is not"
+        );
+        assert_eq!(
+            link.stats.lock().unwrap()["Secret"].rejected,
+            1,
+            "the oversized one is counted as rejected"
+        );
+
+        // A resync does not send the held secret again.
+        link.resync().await.expect("resync");
+        assert_eq!(upserted(&mut rx), Vec::<(String, String)>::new());
+
+        // Its deletion is sent.
+        assert_eq!(
+            link.mirror.diff_one(&small.key, None, Instant::now()),
+            Some(Change::Remove(small.key.clone()))
+        );
+        assert_eq!(
+            link.mirror.diff_one(&huge.key, None, Instant::now()),
+            None,
+            "the peer never got the oversized one"
+        );
+    }
 }

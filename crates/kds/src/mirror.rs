@@ -14,10 +14,20 @@ use crate::{
     view::{Item, key_of, ref_of},
 };
 
+/// Held-version marker for a key whose push the peer rejected: the peer holds *something* (an older
+/// version, or the resource we asked it to remove) but not what we sent. Real versions are hex
+/// digests, so this never equals one: the key's next diff sends the upsert or the Remove, whichever
+/// the current state needs.
+const UNKNOWN: &str = "<nacked>";
+
+/// The version a NACK of a removal carries.
+const REMOVAL: &str = "";
+
 #[derive(Default)]
 pub struct Mirror {
     held: HashMap<ResourceKey, String>,
-    /// Rejected by the peer at this version; retried at the instant, or at once when the version changes.
+    /// Rejected by the peer at this version (empty: a removal); retried at the instant, or at once
+    /// when the current state changes (another version, or deleted after a rejected upsert).
     nacked: HashMap<ResourceKey, (String, Instant)>,
 }
 
@@ -71,7 +81,7 @@ impl Mirror {
             }
         }
         for key in self.held.keys() {
-            if !current.contains_key(key) {
+            if !current.contains_key(key) && !self.nack_blocks(key, REMOVAL, now) {
                 out.push(Change::Remove(key.clone()));
             }
         }
@@ -89,7 +99,9 @@ impl Mirror {
             Some(item) if self.held.get(key) == Some(&item.version) => None,
             Some(item) if self.nack_blocks(key, &item.version, now) => None,
             Some(item) => Some(Change::Upsert(item)),
-            None if self.held.contains_key(key) => Some(Change::Remove(key.clone())),
+            None if self.held.contains_key(key) && !self.nack_blocks(key, REMOVAL, now) => {
+                Some(Change::Remove(key.clone()))
+            }
             None => None,
         }
     }
@@ -108,9 +120,11 @@ impl Mirror {
         }
     }
 
-    /// The peer rejected `key` at `version`: it holds something else, and we retry after `backoff`.
+    /// The peer rejected `key` at `version` (empty for a removal): it holds something else, and we
+    /// retry after `backoff`. The key stays held, at a version matching nothing, so the retry (or a
+    /// later change) re-sends the upsert or, if the resource is gone by then, the Remove.
     pub fn nacked(&mut self, key: &ResourceKey, version: &str, backoff: Duration, now: Instant) {
-        self.held.remove(key);
+        self.held.insert(key.clone(), UNKNOWN.to_string());
         self.nacked
             .insert(key.clone(), (version.to_string(), now + backoff));
     }
@@ -231,5 +245,87 @@ mod tests {
                 .is_some()
         );
         let _ = ResourceKind::Mesh;
+    }
+
+    #[test]
+    fn nacked_removal_is_retried() {
+        let mut m = Mirror::default();
+        let a = item("a", 1);
+        let now = Instant::now();
+        let later = now + Duration::from_secs(6);
+        m.mark_sent(&[Change::Upsert(a.clone())]);
+        m.mark_sent(&[Change::Remove(a.key.clone())]);
+        // The peer's store failed briefly: it NACKs the removal (removals carry no version).
+        m.nacked(&a.key, "", Duration::from_secs(5), now);
+        assert_eq!(
+            m.diff_one(&a.key, None, now),
+            None,
+            "not re-sent before the backoff"
+        );
+        assert!(m.full_diff(&BTreeMap::new(), now).is_empty());
+        assert_eq!(m.due_retries(later), vec![a.key.clone()]);
+        assert_eq!(
+            m.diff_one(&a.key, None, later),
+            Some(Change::Remove(a.key.clone())),
+            "the retry sends the removal again"
+        );
+        assert_eq!(
+            m.full_diff(&BTreeMap::new(), later),
+            vec![Change::Remove(a.key.clone())],
+            "a resync sends it too"
+        );
+        m.mark_sent(&[Change::Remove(a.key.clone())]);
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn nacked_upsert_then_deleted_sends_remove() {
+        let a1 = item("a", 1);
+        let a2 = item("a", 2);
+        let now = Instant::now();
+        let later = now + Duration::from_secs(6);
+        let nacked_at_v2 = || {
+            let mut m = Mirror::default();
+            m.mark_sent(&[Change::Upsert(a1.clone())]);
+            m.mark_sent(&[Change::Upsert(a2.clone())]);
+            // The peer keeps v1 and rejects v2.
+            m.nacked(&a2.key, &a2.version, Duration::from_secs(5), now);
+            m
+        };
+
+        // Deleted before the retry: the deletion event sends the Remove at once.
+        let mut m = nacked_at_v2();
+        assert_eq!(
+            m.diff_one(&a2.key, None, now),
+            Some(Change::Remove(a2.key.clone()))
+        );
+        m.mark_sent(&[Change::Remove(a2.key.clone())]);
+        assert_eq!(m.due_retries(later), vec![a2.key.clone()]);
+        assert_eq!(
+            m.diff_one(&a2.key, None, later),
+            None,
+            "nothing left to send"
+        );
+
+        // Only the retry sees the deletion (or a resync does): it sends the Remove.
+        let mut m = nacked_at_v2();
+        assert_eq!(m.due_retries(later), vec![a2.key.clone()]);
+        assert_eq!(
+            m.diff_one(&a2.key, None, later),
+            Some(Change::Remove(a2.key.clone()))
+        );
+        let m = nacked_at_v2();
+        assert_eq!(
+            m.full_diff(&BTreeMap::new(), now),
+            vec![Change::Remove(a2.key.clone())]
+        );
+
+        // Still present at the retry: the upsert goes again.
+        let mut m = nacked_at_v2();
+        assert_eq!(m.due_retries(later), vec![a2.key.clone()]);
+        assert_eq!(
+            m.diff_one(&a2.key, Some(a2.clone()), later),
+            Some(Change::Upsert(a2.clone()))
+        );
     }
 }

@@ -48,6 +48,10 @@ pub enum Generate {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(
+    clippy::enum_variant_names,
+    reason = "clap names the subcommands after the variants: `revoke zone-token`, as kumactl spells them"
+)]
 pub enum Revoke {
     ZoneToken(RevokeArgs),
     DataplaneToken(RevokeArgs),

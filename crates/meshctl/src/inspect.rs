@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
+use meshplane_core::model::{ZoneInsightSpec, zone::ZONE_INSIGHT_MAX_AGE};
 use serde_json::Value;
 
 use crate::{
@@ -40,23 +41,11 @@ fn ago(t: Option<&str>) -> String {
     }
 }
 
-fn online(insight: &Value) -> bool {
-    let Some(last) = insight
-        .get("subscriptions")
-        .and_then(Value::as_array)
-        .and_then(|s| s.last())
-    else {
-        return false;
-    };
-    if last.get("disconnectTime").is_some() {
-        return false;
-    }
-    let seen = last
-        .get("lastSeenTime")
-        .or_else(|| last.get("connectTime"))
-        .and_then(Value::as_str)
-        .and_then(|t| t.parse::<DateTime<Utc>>().ok());
-    seen.is_some_and(|t| (Utc::now() - t).num_seconds() <= 30)
+/// Core's liveness rule (the one the global applies before deleting a Zone) on an overview's
+/// `zoneInsight`; an insight this meshctl cannot read counts as offline.
+fn online(insight: &Value, now: DateTime<Utc>) -> bool {
+    serde_json::from_value::<ZoneInsightSpec>(insight.clone())
+        .is_ok_and(|z| z.is_online_at(now, ZONE_INSIGHT_MAX_AGE))
 }
 
 pub async fn run(
@@ -97,7 +86,7 @@ pub async fn run(
                     };
                     vec![
                         z.get("name").and_then(Value::as_str).unwrap_or("").into(),
-                        if online(&ins) {
+                        if online(&ins, Utc::now()) {
                             "Online".into()
                         } else {
                             "Offline".into()
@@ -185,4 +174,34 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+    use serde_json::json;
+
+    #[test]
+    fn zone_status_follows_the_core_rule() {
+        let now = Utc::now();
+        let ins = |seen: DateTime<Utc>| {
+            json!({"subscriptions": [{
+                "id": "s", "globalInstanceId": "global-1", "zoneInstanceId": "east-1",
+                "connectTime": (now - TimeDelta::hours(1)).to_rfc3339(),
+                "lastSeenTime": seen.to_rfc3339(),
+                "status": {"total": {"responsesSent": 3}, "stat": {}},
+                "version": {"meshplane": "0.1.0"}
+            }]})
+        };
+        assert!(online(&ins(now - TimeDelta::seconds(5)), now));
+        let stale = ins(now - TimeDelta::seconds(60));
+        assert!(!online(&stale, now));
+        let spec: ZoneInsightSpec = serde_json::from_value(stale).expect("an insight");
+        assert!(!spec.is_online_at(now, ZONE_INSIGHT_MAX_AGE));
+        assert!(!online(&json!({}), now));
+        let mut gone = ins(now);
+        gone["subscriptions"][0]["disconnectTime"] = json!(now.to_rfc3339());
+        assert!(!online(&gone, now));
+    }
 }

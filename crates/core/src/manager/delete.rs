@@ -1,7 +1,9 @@
 //! Deletes with Kuma's protections: Secrets in use by a backend, Meshes with dataplanes, connected Zones.
 
+use chrono::Utc;
+
 use crate::{
-    model::{ResourceKey, ResourceKind, Spec},
+    model::{ResourceKey, ResourceKind, Spec, zone::ZONE_INSIGHT_MAX_AGE},
     store::{ListQuery, StoreError, WriteOp},
     validation::ValidationError,
 };
@@ -89,7 +91,7 @@ impl ResourceManager {
     async fn check_zone_offline(&self, zone: &str) -> Result<(), ManagerError> {
         let key = ResourceKey::global(ResourceKind::ZoneInsight, zone);
         if let Some((insight, _)) = self.get(&key).await?
-            && matches!(&insight.spec, Spec::ZoneInsight(z) if z.is_online())
+            && matches!(&insight.spec, Spec::ZoneInsight(z) if z.is_online_at(Utc::now(), ZONE_INSIGHT_MAX_AGE))
         {
             return Err(ManagerError::Invalid(ValidationError::single(
                 "zone",
@@ -97,5 +99,71 @@ impl ResourceManager {
             )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::{DateTime, TimeDelta, Utc};
+
+    use crate::{
+        ca::CaRegistry,
+        datasource::StoreLoader,
+        manager::{DeleteOptions, ManagerError, Mode, ResourceManager},
+        model::{
+            Meta, Resource, ResourceKey, ResourceKind, Spec, ZoneInsightSpec, ZoneSpec,
+            zone::KdsSubscription,
+        },
+        store::{ResourceStore, WriteOp, memory::MemoryStore},
+    };
+
+    async fn zone_last_seen(seen: DateTime<Utc>) -> (ResourceManager, ResourceKey) {
+        let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        let zone = ResourceKey::global(ResourceKind::Zone, "east");
+        let meta = Meta {
+            name: "east".into(),
+            ..Default::default()
+        };
+        let z = Resource::new(meta.clone(), Spec::Zone(ZoneSpec::default()));
+        // Connected an hour ago, never disconnected, last proved alive at `seen`.
+        let insight = Resource::new(
+            meta,
+            Spec::ZoneInsight(ZoneInsightSpec {
+                subscriptions: vec![KdsSubscription {
+                    id: "s".into(),
+                    connect_time: Utc::now() - TimeDelta::hours(1),
+                    last_seen_time: Some(seen),
+                    ..Default::default()
+                }],
+            }),
+        );
+        store
+            .write(vec![
+                WriteOp::create(&z, None),
+                WriteOp::create(&insight, Some(zone.clone())),
+            ])
+            .await
+            .expect("seeded");
+        let loader = Arc::new(StoreLoader::new(store.clone()));
+        let m = ResourceManager::new(store, CaRegistry::new(), loader, Mode::Global);
+        (m, zone)
+    }
+
+    #[tokio::test]
+    async fn a_connected_zone_is_protected_until_its_insight_goes_stale() {
+        let (m, zone) = zone_last_seen(Utc::now() - TimeDelta::seconds(5)).await;
+        let refused = m.delete(&zone, DeleteOptions::default()).await;
+        assert!(
+            matches!(&refused, Err(ManagerError::Invalid(e)) if e.to_string().contains("still connected")),
+            "{refused:?}"
+        );
+
+        // Its replica died without recording the disconnect: no heartbeat for a minute.
+        let (m, zone) = zone_last_seen(Utc::now() - TimeDelta::seconds(60)).await;
+        m.delete(&zone, DeleteOptions::default())
+            .await
+            .expect("a stale zone can be deleted");
     }
 }

@@ -1,6 +1,6 @@
 //! `Zone` (written at global) and `ZoneInsight` (the sync status global keeps for each zone).
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -32,12 +32,31 @@ pub struct ZoneInsightSpec {
     pub subscriptions: Vec<KdsSubscription>,
 }
 
+/// How long a connected subscription stays online without proof of life (`last_seen_time`).
+// Fixed, not derived from the serving replica's `--kds-insight-flush`, because readers (the
+// manager's zone-delete check at any replica, meshctl) do not know it; global refuses a flush above
+// a third of this, so two refreshes can be missed or late (a busy or briefly store-less replica)
+// before a zone whose replica died without recording the disconnect (SIGKILL) counts as offline.
+pub const ZONE_INSIGHT_MAX_AGE: Duration = Duration::from_secs(30);
+
 impl ZoneInsightSpec {
-    /// Online means the newest subscription is connected and was not disconnected.
+    /// The one liveness rule: online means the newest subscription was not disconnected and proved
+    /// alive (`last_seen_time`, else `connect_time`) at most `max_age` before `now`.
+    pub fn is_online_at(&self, now: DateTime<Utc>, max_age: Duration) -> bool {
+        let Some(s) = self.subscriptions.last() else {
+            return false;
+        };
+        if s.disconnect_time.is_some() {
+            return false;
+        }
+        let seen = s.last_seen_time.unwrap_or(s.connect_time);
+        // A negative age (a replica's clock ahead of ours) counts as fresh.
+        (now - seen).to_std().ok().is_none_or(|age| age <= max_age)
+    }
+
+    /// [`Self::is_online_at`] now, with [`ZONE_INSIGHT_MAX_AGE`].
     pub fn is_online(&self) -> bool {
-        self.subscriptions
-            .last()
-            .is_some_and(|s| s.disconnect_time.is_none())
+        self.is_online_at(Utc::now(), ZONE_INSIGHT_MAX_AGE)
     }
 }
 
@@ -90,4 +109,49 @@ pub struct KdsCounters {
 pub struct ZoneVersion {
     #[serde(default)]
     pub meshplane: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(connect: DateTime<Utc>, seen: Option<DateTime<Utc>>) -> KdsSubscription {
+        KdsSubscription {
+            id: "s".into(),
+            connect_time: connect,
+            last_seen_time: seen,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn online_needs_a_recent_proof_of_life() {
+        let now = Utc::now();
+        let secs = chrono::TimeDelta::seconds;
+        let max = ZONE_INSIGHT_MAX_AGE;
+        let one = |s: KdsSubscription| ZoneInsightSpec {
+            subscriptions: vec![s],
+        };
+        assert!(!ZoneInsightSpec::default().is_online_at(now, max));
+        assert!(one(sub(now - secs(3600), Some(now - secs(5)))).is_online_at(now, max));
+        assert!(one(sub(now - secs(3600), Some(now - secs(30)))).is_online_at(now, max));
+        // Connected but silent: its replica died without recording the disconnect.
+        assert!(!one(sub(now - secs(3600), Some(now - secs(31)))).is_online_at(now, max));
+        assert!(!one(sub(now - secs(3600), Some(now - secs(31)))).is_online());
+        // No heartbeat yet: the connect time counts.
+        assert!(one(sub(now - secs(5), None)).is_online_at(now, max));
+        assert!(!one(sub(now - secs(60), None)).is_online_at(now, max));
+        // A clock ahead of ours is not stale.
+        assert!(one(sub(now, Some(now + secs(5)))).is_online_at(now, max));
+        let mut gone = sub(now - secs(10), Some(now));
+        gone.disconnect_time = Some(now);
+        assert!(!one(gone).is_online_at(now, max));
+        // Only the newest subscription counts.
+        let earlier = sub(now - secs(7200), Some(now));
+        let newest = sub(now - secs(3600), Some(now - secs(100)));
+        let z = ZoneInsightSpec {
+            subscriptions: vec![earlier, newest],
+        };
+        assert!(!z.is_online_at(now, max));
+    }
 }

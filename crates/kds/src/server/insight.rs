@@ -1,6 +1,9 @@
-//! The ZoneInsight subscription a stream keeps at global: connect and disconnect times, liveness
-//! (refreshed every flush, so a replica killed without warning stops counting as connected), and
-//! per-type sent/acknowledged/rejected counters.
+//! The ZoneInsight subscription a stream keeps at global: connect and disconnect times, liveness and
+//! per-type sent/acknowledged/rejected counters. Each stream's subscription has a random id, so a
+//! restarted replica (same `--instance-id`, stream numbers from 1 again) never updates an older
+//! stream's entry. `last_seen_time` is refreshed every flush; readers judge liveness with
+//! `ZoneInsightSpec::is_online_at` and `ZONE_INSIGHT_MAX_AGE`, so a zone whose replica was killed
+//! without recording the disconnect stops counting as connected once that time is older than the bound.
 
 use std::collections::BTreeMap;
 
@@ -24,7 +27,16 @@ pub struct Insight<'a> {
     pub id: String,
 }
 
-impl Insight<'_> {
+impl<'a> Insight<'a> {
+    /// A new subscription of `zone`'s stream, with an id no other stream had (uuid v4).
+    pub fn new(store: &'a dyn ResourceStore, zone: &str) -> Self {
+        Self {
+            store,
+            zone: zone.to_string(),
+            id: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+
     fn key(&self) -> ResourceKey {
         ResourceKey::global(ResourceKind::ZoneInsight, self.zone.clone())
     }
@@ -172,5 +184,77 @@ impl Insight<'_> {
         Ok(s.subscriptions.iter().any(|x| {
             x.id != self.id && x.disconnect_time.is_none() && x.connect_time > ours.connect_time
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshplane_core::{
+        model::{ZoneSpec, zone::ZONE_INSIGHT_MAX_AGE},
+        store::memory::MemoryStore,
+    };
+
+    async fn insight(store: &dyn ResourceStore) -> ZoneInsightSpec {
+        match store
+            .get_resource(&ResourceKey::global(ResourceKind::ZoneInsight, "east"))
+            .await
+            .expect("read")
+        {
+            Some((
+                Resource {
+                    spec: Spec::ZoneInsight(s),
+                    ..
+                },
+                _,
+            )) => s,
+            other => panic!("no insight: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restarted_global_with_the_same_instance_id_records_its_own_stream() {
+        let store = MemoryStore::new();
+        let zone = Resource::new(
+            Meta {
+                name: "east".into(),
+                ..Default::default()
+            },
+            Spec::Zone(ZoneSpec::default()),
+        );
+        store
+            .write(vec![WriteOp::create(&zone, None)])
+            .await
+            .expect("zone");
+        let stats = BTreeMap::new();
+
+        // global-1 serves the zone's first stream, then is killed: no disconnect is recorded.
+        let before = Insight::new(&store, "east");
+        before
+            .connect("global-1", "east-1", "1")
+            .await
+            .expect("connect");
+        drop(before);
+
+        // global-1 restarts (same instance id, stream numbering from the start) and the zone reconnects.
+        let after = Insight::new(&store, "east");
+        after
+            .connect("global-1", "east-1", "1")
+            .await
+            .expect("connect");
+        after.heartbeat(&stats).await.expect("heartbeat");
+        let s = insight(&store).await;
+        assert_eq!(s.subscriptions.len(), 2);
+        assert_ne!(s.subscriptions[0].id, s.subscriptions[1].id);
+        assert!(s.is_online_at(Utc::now(), ZONE_INSIGHT_MAX_AGE));
+        assert!(!after.superseded().await.expect("superseded"));
+
+        after.disconnect(&stats).await.expect("disconnect");
+        let s = insight(&store).await;
+        assert!(
+            s.subscriptions.iter().all(|x| x.disconnect_time.is_some()),
+            "{s:?}"
+        );
+        assert!(!s.is_online_at(Utc::now(), ZONE_INSIGHT_MAX_AGE));
     }
 }

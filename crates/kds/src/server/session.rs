@@ -136,11 +136,7 @@ async fn session(
     };
     // Subscribe before reading any state, so no change between the read and the loop is missed.
     let mut sub = store.subscribe();
-    let insight = Insight {
-        store: store.as_ref(),
-        zone: zone.to_string(),
-        id: format!("{}-{stream_id}", inner.cfg.instance_id),
-    };
+    let insight = Insight::new(store.as_ref(), zone);
     insight
         .connect(&inner.cfg.instance_id, &hello.instance_id, &hello.version)
         .await
