@@ -1,8 +1,9 @@
-//! Command-line interface of `meshplane-dp`. Every flag also reads `MESHPLANE_<FLAG>`.
+//! Command-line interface of `meshplane-dp`. Every flag also reads `MESHPLANE_<FLAG>`, and a YAML
+//! file named by `--config` (keys are flag names) fills the flags that were not given.
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use meshplane_core::runtime::telemetry::LogFormat;
+use meshplane_core::runtime::config::CommonArgs;
 
 #[derive(Debug, clap::Parser)]
 #[command(name = "meshplane-dp", version, about = "Meshplane dataplane agent")]
@@ -19,6 +20,8 @@ pub enum Command {
 
 #[derive(Debug, clap::Args, serde::Serialize)]
 pub struct RunArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// The zone's dataplane server, `https://HOST:5678`.
     #[arg(long, env = "MESHPLANE_CP_ADDRESS", value_name = "URL")]
     pub cp_address: String,
@@ -31,7 +34,8 @@ pub struct RunArgs {
     /// The dataplane token (`meshctl generate dataplane-token`); re-read on every reconnect.
     #[arg(long, env = "MESHPLANE_DATAPLANE_TOKEN_FILE", value_name = "FILE")]
     pub dataplane_token_file: PathBuf,
-    /// Where cert.pem, key.pem (mode 0600) and bundle.pem are written on every rotation.
+    /// Where cert.pem, key.pem (mode 0600) and bundle.pem are kept, swapped together on every rotation
+    /// (they are symlinks into `..data`, which points at the current set).
     #[arg(long, env = "MESHPLANE_CERT_DIR", value_name = "DIR")]
     pub cert_dir: PathBuf,
     /// Serve the SPIFFE Workload API on this unix socket (absolute path).
@@ -40,8 +44,4 @@ pub struct RunArgs {
     /// Serve Prometheus metrics on this address (`/metrics`).
     #[arg(long, env = "MESHPLANE_METRICS_ADDR", value_name = "HOST:PORT")]
     pub metrics_addr: Option<SocketAddr>,
-    #[arg(long, env = "MESHPLANE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-    #[arg(long, env = "MESHPLANE_LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
 }

@@ -153,8 +153,14 @@ where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (cr, mut cw) = tokio::io::split(client);
-    let (mut sr, sw) = tokio::io::split(server);
-    let up = client_to_server(cr, sw);
+    let (mut sr, mut sw) = tokio::io::split(server);
+    let up = async move {
+        let r = client_to_server(cr, &mut sw).await;
+        // Also when the client went away mid-frame or spoke no HTTP/2: the server must see the end,
+        // or it waits for more forever and the connection (and its descriptor) is never released.
+        let _ = sw.shutdown().await;
+        r
+    };
     let down = async move {
         let r = tokio::io::copy(&mut sr, &mut cw).await;
         let _ = cw.shutdown().await;
@@ -173,6 +179,28 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_client_that_goes_away_early_ends_the_connection() {
+        let timeout = std::time::Duration::from_secs(5);
+        for sent in [&b"PRI * HT"[..], b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"] {
+            let (mut client, accepted) = tokio::io::duplex(1024);
+            let (shim_side, mut server) = tokio::io::duplex(1024);
+            let task = tokio::spawn(shim(accepted, shim_side));
+            client.write_all(sent).await.expect("write");
+            drop(client);
+            let mut seen = Vec::new();
+            tokio::time::timeout(timeout, server.read_to_end(&mut seen))
+                .await
+                .expect("the server sees the end of the connection")
+                .expect("read");
+            drop(server);
+            tokio::time::timeout(timeout, task)
+                .await
+                .expect("the shim ends")
+                .expect("join");
+        }
+    }
 
     #[tokio::test]
     async fn rewrites_authority_and_keeps_other_frames() {

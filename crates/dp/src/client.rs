@@ -68,7 +68,7 @@ impl Link {
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&self.ca))
             .domain_name(host);
-        Ok(Endpoint::from_shared(addr.clone())
+        Endpoint::from_shared(addr.clone())
             .with_context(|| format!("--cp-address {addr:?}"))?
             .tls_config(tls)?
             .connect_timeout(Duration::from_secs(10))
@@ -76,7 +76,7 @@ impl Link {
             .keep_alive_while_idle(true)
             .connect()
             .await
-            .with_context(|| format!("connecting to {addr}"))?)
+            .with_context(|| format!("connecting to {addr}"))
     }
 
     /// One session: register, then apply identity updates until the stream ends.

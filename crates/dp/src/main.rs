@@ -11,11 +11,19 @@ mod workload;
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use clap::Parser;
-use meshplane_core::runtime::{signal, telemetry};
+use meshplane_core::runtime::{
+    config,
+    critical::{self, CriticalError, CriticalTasks},
+    signal,
+};
 use tokio::sync::watch;
 
-use crate::args::{Cli, Command, RunArgs};
+use crate::args::{Command, RunArgs};
+
+/// How long deregistering may take on shutdown.
+const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the servers may take to close their connections once deregistered.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     if rustls::crypto::aws_lc_rs::default_provider()
@@ -25,30 +33,10 @@ fn main() -> ExitCode {
         eprintln!("error: a TLS crypto provider was already installed");
         return ExitCode::FAILURE;
     }
-    let Command::Run(args) = Cli::parse().command;
-    if let Err(e) = telemetry::init(args.log_format, &args.log_level) {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "meshplane-dp failed");
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let cli = config::parse::<args::Cli>().unwrap_or_else(|e| e.exit());
+    let Command::Run(args) = cli.command;
+    let common = args.common.clone();
+    critical::run_main("meshplane-dp", &common, run(args))
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -63,46 +51,101 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_context(|| format!("--cp-ca-file {}", args.cp_ca_file.display()))?;
     tracing::info!(config = %serde_json::to_string(&args).unwrap_or_default(), "starting meshplane-dp");
 
+    // Listen before anything runs, so that a listener that cannot start stops the start.
+    let workload_socket = args
+        .workload_api_socket
+        .as_deref()
+        .map(workload::bind)
+        .transpose()?;
+    let metrics_listener = match args.metrics_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--metrics-addr {addr}: cannot listen"))?,
+        ),
+        None => None,
+    };
+
     let mut registry = prometheus_client::registry::Registry::with_prefix("meshplane");
     let metrics = metrics::Metrics::register(&mut registry);
-    if let Some(addr) = args.metrics_addr {
-        let reg = Arc::new(registry);
-        tokio::spawn(async move {
-            if let Err(e) = metrics::serve(addr, reg).await {
-                tracing::error!(error = %e, "metrics server failed");
-            }
-        });
-    }
     let (state_tx, state_rx) = watch::channel(None);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let workload = args.workload_api_socket.clone().map(|path| {
+    let stopped = move || {
         let mut stop = stop_rx.clone();
-        let state = state_rx.clone();
-        tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            workload::serve(&path, state, shutdown).await
-        })
-    });
-    let link = client::Link { args, ca, metrics };
-    tokio::select! {
-        _ = link.run(state_tx) => {}
-        _ = signal::shutdown() => {}
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    };
+    // Everything here must run for the agent's whole life: if one ends, the agent exits non-zero.
+    let mut critical: CriticalTasks<anyhow::Error> = Default::default();
+    if let Some(listener) = metrics_listener {
+        let (reg, stopped) = (Arc::new(registry), stopped());
+        critical.spawn(async move {
+            (
+                "metrics server",
+                metrics::serve(listener, reg, stopped).await,
+            )
+        });
     }
+    if let Some(socket) = workload_socket {
+        let (state, stopped) = (state_rx.clone(), stopped());
+        critical.spawn(async move {
+            (
+                "Workload API server",
+                workload::serve(socket, state, stopped).await,
+            )
+        });
+    }
+    drop(state_rx);
+    let link = Arc::new(client::Link { args, ca, metrics });
+    let link_task = {
+        let link = link.clone();
+        critical.spawn(async move {
+            link.run(state_tx).await;
+            ("identity link", Ok(()))
+        })
+    };
+
+    tokio::select! {
+        biased;
+        _ = signal::shutdown() => {}
+        Some(done) = critical.join_next() => {
+            let (name, result) = done.map_err(CriticalError::<anyhow::Error>::Panicked)?;
+            return Err(match result {
+                Ok(()) => CriticalError::Stopped(name),
+                Err(e) => CriticalError::Failed(name, e),
+            }
+            .into());
+        }
+    }
+    // Stop watching (which ends the Workload API's streams), stop the servers, deregister.
+    link_task.abort();
     let _ = stop_tx.send(true);
-    match tokio::time::timeout(Duration::from_secs(10), link.deregister()).await {
+    match tokio::time::timeout(DEREGISTER_TIMEOUT, link.deregister()).await {
         Ok(Ok(())) => tracing::info!("deregistered"),
         Ok(Err(e)) => tracing::warn!(error = format!("{e:#}"), "could not deregister"),
         Err(_) => tracing::warn!("deregistering timed out"),
     }
-    if let Some(w) = workload {
-        match w.await {
-            Ok(Err(e)) => return Err(e),
-            Err(e) => tracing::warn!(error = %e, "workload API task ended abnormally"),
-            Ok(Ok(())) => {}
+    let mut failed = None;
+    let all_stopped = tokio::time::timeout(STOP_TIMEOUT, async {
+        while let Some(done) = critical.join_next().await {
+            match done {
+                Ok((name, Err(e))) => {
+                    failed.get_or_insert(CriticalError::Failed(name, e));
+                }
+                Err(e) if e.is_panic() => {
+                    failed.get_or_insert(CriticalError::Panicked(e));
+                }
+                Ok((_, Ok(()))) | Err(_) => {}
+            }
         }
+    })
+    .await;
+    if all_stopped.is_err() {
+        tracing::warn!("shutdown timeout reached with connections still open");
     }
-    drop(state_rx);
-    Ok(())
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }

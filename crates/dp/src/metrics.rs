@@ -36,7 +36,13 @@ impl Metrics {
     }
 }
 
-pub async fn serve(addr: std::net::SocketAddr, reg: Arc<Registry>) -> anyhow::Result<()> {
+/// Serves `/metrics` on `listener` (bound at start, so a bad `--metrics-addr` stops the start) until
+/// `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    reg: Arc<Registry>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
@@ -48,9 +54,8 @@ pub async fn serve(addr: std::net::SocketAddr, reg: Arc<Registry>) -> anyhow::Re
             }
         }),
     );
-    let l = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("--metrics-addr {addr}: {e}"))?;
-    axum::serve(l, app).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(())
 }

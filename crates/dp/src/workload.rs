@@ -1,9 +1,15 @@
 //! The SPIFFE Workload API (X.509) on a unix socket: every workload on the host can fetch its
 //! X.509-SVIDs and the mesh's bundle, with a new message on every rotation.
 
-use std::{collections::HashMap, path::Path, pin::Pin};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    pin::Pin,
+    time::Duration,
+};
 
 use futures::Stream;
+use meshplane_core::runtime::backoff::Backoff;
 use meshplane_dp_api::{
     WORKLOAD_HEADER,
     dp::IdentityUpdate,
@@ -14,7 +20,10 @@ use meshplane_dp_api::{
         spiffe_workload_api_server::{SpiffeWorkloadApi, SpiffeWorkloadApiServer},
     },
 };
-use tokio::sync::{mpsc, watch};
+use tokio::{
+    net::UnixListener,
+    sync::{mpsc, watch},
+};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -171,12 +180,24 @@ impl SpiffeWorkloadApi for Api {
     }
 }
 
-/// Serves the API on `path` until `shutdown` resolves; the socket file is removed on the way out.
-pub async fn serve(
-    path: &Path,
-    state: watch::Receiver<Option<IdentityUpdate>>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+/// Where the API listens: the socket is bound at start, so a bad path or a bind error stops the start
+/// with the flag named instead of surfacing at exit. The socket file is removed when this (or the
+/// server it is handed to) is dropped.
+pub struct Socket {
+    listener: UnixListener,
+    file: SocketFile,
+}
+
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Binds `path` (absolute; its directory is created, a stale socket replaced).
+pub fn bind(path: &Path) -> anyhow::Result<Socket> {
     use anyhow::Context;
     if !path.is_absolute() {
         anyhow::bail!(
@@ -189,27 +210,53 @@ pub async fn serve(
             .with_context(|| format!("--workload-api-socket: creating {}", parent.display()))?;
     }
     let _ = std::fs::remove_file(path);
-    let listener = tokio::net::UnixListener::bind(path)
+    let listener = UnixListener::bind(path)
         .with_context(|| format!("--workload-api-socket {}: cannot listen", path.display()))?;
-    tracing::info!(socket = %path.display(), "serving the SPIFFE Workload API");
-    let (conn_tx, conn_rx) = mpsc::channel::<Result<tokio::io::DuplexStream, std::io::Error>>(16);
-    let accept = tokio::spawn(async move {
+    Ok(Socket {
+        listener,
+        file: SocketFile(path.to_path_buf()),
+    })
+}
+
+/// Accepted connections, each behind the `:authority` shim. An accept error (EMFILE, ENFILE,
+/// ENOBUFS…) is logged and retried after a short backoff: the listener stays open, so the API
+/// serves again as soon as the condition passes.
+fn incoming(
+    listener: UnixListener,
+) -> impl futures::Stream<Item = Result<tokio::io::DuplexStream, std::io::Error>> {
+    let backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
+    futures::stream::unfold((listener, backoff), |(listener, mut backoff)| async move {
         loop {
-            let Ok((sock, _)) = listener.accept().await else {
-                return;
-            };
-            let (client_side, server_side) = tokio::io::duplex(64 * 1024);
-            if conn_tx.send(Ok(server_side)).await.is_err() {
-                return;
+            match listener.accept().await {
+                Ok((sock, _)) => {
+                    backoff.reset();
+                    let (client_side, server_side) = tokio::io::duplex(64 * 1024);
+                    tokio::spawn(crate::authority::shim(sock, client_side));
+                    return Some((Ok(server_side), (listener, backoff)));
+                }
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in = ?delay, "Workload API: cannot accept a connection");
+                    tokio::time::sleep(delay).await;
+                }
             }
-            tokio::spawn(crate::authority::shim(sock, client_side));
         }
-    });
+    })
+}
+
+/// Serves the API until `shutdown` resolves; the socket file is removed on the way out.
+pub async fn serve(
+    socket: Socket,
+    state: watch::Receiver<Option<IdentityUpdate>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let Socket { listener, file } = socket;
+    tracing::info!(socket = %file.0.display(), "serving the SPIFFE Workload API");
     let result = tonic::transport::Server::builder()
         .add_service(SpiffeWorkloadApiServer::new(Api { state }))
-        .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), shutdown)
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await;
-    accept.abort();
-    let _ = std::fs::remove_file(path);
+    drop(file);
     result.context("workload API server")
 }
