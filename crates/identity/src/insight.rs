@@ -14,6 +14,19 @@ pub async fn update(
     dataplane: &str,
     f: impl Fn(&mut DataplaneInsightSpec),
 ) -> Result<(), StoreError> {
+    update_with(store, mesh, dataplane, Vec::new(), f).await
+}
+
+/// Like [`update`], with `with` written in the same transaction (the manager persists an issued
+/// certificate together with the insight that reports it: one commit instead of two). `with` must
+/// be safe to repeat (upserts): it is re-sent when the insight changed concurrently.
+pub async fn update_with(
+    store: &dyn ResourceStore,
+    mesh: &str,
+    dataplane: &str,
+    with: Vec<WriteOp>,
+    f: impl Fn(&mut DataplaneInsightSpec),
+) -> Result<(), StoreError> {
     let key = ResourceKey::in_mesh(ResourceKind::DataplaneInsight, mesh, dataplane);
     let owner = ResourceKey::in_mesh(ResourceKind::Dataplane, mesh, dataplane);
     for _ in 0..20 {
@@ -29,7 +42,8 @@ pub async fn update(
         };
         let before = spec.clone();
         f(&mut spec);
-        if Some(&spec) == Some(&before) && version.is_some() {
+        let unchanged = Some(&spec) == Some(&before) && version.is_some();
+        if unchanged && with.is_empty() {
             return Ok(());
         }
         let r = Resource::new(
@@ -44,7 +58,11 @@ pub async fn update(
             Some(v) => WriteOp::update(&r, v),
             None => WriteOp::create(&r, Some(owner.clone())),
         };
-        match store.write(vec![op]).await {
+        let mut ops = with.clone();
+        if !unchanged {
+            ops.push(op);
+        }
+        match store.write(ops).await {
             Ok(_) => return Ok(()),
             Err(StoreError::Conflict { .. } | StoreError::AlreadyExists(_)) => continue,
             // The dataplane is gone: nothing to report on.

@@ -11,6 +11,7 @@ use meshplane_core::{
     },
     store::{StoreError, WriteOp},
 };
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::{
     Deps, insight,
@@ -80,7 +81,8 @@ async fn call_backend(deps: &Deps, key: &CertKey, order: &Order) -> Result<Issue
     }
 }
 
-async fn persist(deps: &Deps, id: &Identity, regenerations: u64) -> Result<(), StoreError> {
+/// The write that persists an issued certificate (owned by its Dataplane).
+fn persist_op(id: &Identity, regenerations: u64) -> WriteOp {
     let spec = DataplaneCertificateSpec {
         dataplane: id.key.dataplane.clone(),
         svid_service: match &id.key.profile {
@@ -110,27 +112,31 @@ async fn persist(deps: &Deps, id: &Identity, regenerations: u64) -> Result<(), S
         id.key.mesh.clone(),
         id.key.dataplane.clone(),
     );
-    match deps
-        .store
-        .write(vec![WriteOp::upsert(&r, Some(owner))])
-        .await
-    {
+    WriteOp::upsert(&r, Some(owner))
+}
+
+async fn persist(deps: &Deps, op: WriteOp) -> Result<(), StoreError> {
+    match deps.store.write(vec![op]).await {
         // The dataplane left while we issued: nothing to keep.
         Ok(_) | Err(StoreError::OwnerMissing { .. }) => Ok(()),
         Err(e) => Err(e),
     }
 }
 
-/// Issues, persists and reports one certificate.
+/// Issues, persists and reports one certificate. `slot` is the manager's permit for one backend
+/// call: it is released as soon as the backend answered, so persisting never holds up issuance.
 pub async fn run(
     deps: Deps,
     key: CertKey,
     generation: u64,
     order: Order,
     regenerations: u64,
+    slot: OwnedSemaphorePermit,
 ) -> Done {
     let started = tokio::time::Instant::now();
-    let result = call_backend(&deps, &key, &order).await.map(|c| {
+    let answer = call_backend(&deps, &key, &order).await;
+    drop(slot);
+    let result = answer.map(|c| {
         Arc::new(Identity {
             key: key.clone(),
             backend: order.backend.name.clone(),
@@ -147,25 +153,38 @@ pub async fn run(
     let now = deps.clock.now();
     match &result {
         Ok(id) => {
-            if let Err(e) = persist(&deps, id, regenerations + 1).await {
+            let op = persist_op(id, regenerations + 1);
+            let mut persisted = false;
+            if key.profile == Profile::Mesh {
+                // The certificate and the insight reporting it, in one transaction.
+                let (backend, not_after) = (id.backend.clone(), id.not_after);
+                let r = insight::update_with(
+                    deps.store.as_ref(),
+                    &key.mesh,
+                    &key.dataplane,
+                    vec![op.clone()],
+                    |s| {
+                        insight::issued(
+                            s.mtls.get_or_insert_with(Default::default),
+                            &backend,
+                            not_after,
+                            now,
+                            &order.supported,
+                        )
+                    },
+                )
+                .await;
+                match r {
+                    Ok(()) => persisted = true,
+                    Err(e) => {
+                        tracing::warn!(mesh = %key.mesh, dataplane = %key.dataplane, error = %e, "could not update the dataplane insight");
+                    }
+                }
+            }
+            // SVIDs have no insight, and a failed insight update must not cost the certificate.
+            if !persisted && let Err(e) = persist(&deps, op).await {
                 // Still served; only a restart would re-issue it.
                 tracing::warn!(mesh = %key.mesh, dataplane = %key.dataplane, error = %e, "could not persist an issued certificate");
-            }
-            if key.profile == Profile::Mesh {
-                let (backend, not_after) = (id.backend.clone(), id.not_after);
-                let r = insight::update(deps.store.as_ref(), &key.mesh, &key.dataplane, |s| {
-                    insight::issued(
-                        s.mtls.get_or_insert_with(Default::default),
-                        &backend,
-                        not_after,
-                        now,
-                        &order.supported,
-                    )
-                })
-                .await;
-                if let Err(e) = r {
-                    tracing::warn!(mesh = %key.mesh, dataplane = %key.dataplane, error = %e, "could not update the dataplane insight");
-                }
             }
         }
         Err(err) => {

@@ -19,7 +19,7 @@ use meshplane_core::{
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use tokio::{
-    sync::{mpsc, watch},
+    sync::{Semaphore, mpsc, watch},
     time::Instant,
 };
 
@@ -36,7 +36,9 @@ use crate::{
 
 #[derive(Clone, Debug)]
 pub struct ManagerConfig {
-    /// Most issuances in flight at once, across all backends.
+    /// Most calls to CA backends in flight at once, across all backends. Persisting an issued
+    /// certificate does not hold a slot; at most 2 × this many issuances are unfinished at once
+    /// (calling the backend or persisting), which bounds the manager's store traffic.
     pub concurrency: usize,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
@@ -181,6 +183,10 @@ struct Worker {
     meshes: HashMap<String, MeshSpec>,
     dataplanes: HashMap<(String, String), DataplaneSpec>,
     entries: HashMap<CertKey, Entry>,
+    /// The keys of `entries` by (mesh, dataplane), so a dataplane's change touches only its own.
+    by_dataplane: HashMap<(String, String), Vec<CertKey>>,
+    /// One permit per backend call in flight (`concurrency`).
+    slots: Arc<Semaphore>,
     persisted: HashMap<CertKey, (Arc<Identity>, u64)>,
     schedule: Schedule,
     inflight: FuturesUnordered<BoxFuture<'static, Done>>,
@@ -206,6 +212,7 @@ impl Worker {
         rx: mpsc::UnboundedReceiver<Command>,
     ) -> Self {
         Self {
+            slots: Arc::new(Semaphore::new(cfg.concurrency.max(1))),
             cfg,
             deps,
             shared,
@@ -213,6 +220,7 @@ impl Worker {
             meshes: HashMap::new(),
             dataplanes: HashMap::new(),
             entries: HashMap::new(),
+            by_dataplane: HashMap::new(),
             persisted: HashMap::new(),
             schedule: Schedule::default(),
             inflight: FuturesUnordered::new(),
@@ -270,12 +278,15 @@ impl Worker {
         loop {
             self.start_ready();
             let next = self.schedule.next_timer();
+            // Work is waiting for a backend slot that an issuance still persisting may free.
+            let waiting = self.schedule.has_ready() && self.inflight.len() < self.max_inflight();
             tokio::select! {
                 cmd = self.rx.recv() => match cmd {
                     Some(c) => self.handle(c),
                     None => break,
                 },
                 Some(done) = self.inflight.next(), if !self.inflight.is_empty() => self.finish(done),
+                _ = self.slots.clone().acquire_owned(), if waiting => {}
                 _ = sleep_until(next), if next.is_some() => {}
             }
         }
@@ -374,12 +385,7 @@ impl Worker {
             Command::Dataplane(mesh, name, spec) => match spec {
                 Some(s) => {
                     self.dataplanes.insert((mesh.clone(), name.clone()), s);
-                    let mut keys: Vec<CertKey> = self
-                        .entries
-                        .keys()
-                        .filter(|k| k.mesh == mesh && k.dataplane == name)
-                        .cloned()
-                        .collect();
+                    let mut keys = self.keys_of(&mesh, &name);
                     let mesh_key = CertKey::mesh_cert(mesh, name);
                     if !keys.contains(&mesh_key) {
                         keys.push(mesh_key);
@@ -390,12 +396,7 @@ impl Worker {
                 }
                 None => {
                     self.dataplanes.remove(&(mesh.clone(), name.clone()));
-                    let keys: Vec<CertKey> = self
-                        .entries
-                        .keys()
-                        .filter(|k| k.mesh == mesh && k.dataplane == name)
-                        .cloned()
-                        .collect();
+                    let keys = self.keys_of(&mesh, &name);
                     for k in keys {
                         self.forget(&k);
                     }
@@ -407,6 +408,14 @@ impl Worker {
             .metrics
             .identities
             .set(i64::try_from(self.entries.len()).unwrap_or(i64::MAX));
+    }
+
+    /// The identities of one dataplane the manager keeps.
+    fn keys_of(&self, mesh: &str, name: &str) -> Vec<CertKey> {
+        self.by_dataplane
+            .get(&(mesh.to_string(), name.to_string()))
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn refresh_trust(&mut self, mesh: &str) {
@@ -478,6 +487,10 @@ impl Worker {
                 _ => (None, 0),
             };
             let backoff = Backoff::new(self.cfg.backoff_base, self.cfg.backoff_max);
+            self.by_dataplane
+                .entry((key.mesh.clone(), key.dataplane.clone()))
+                .or_default()
+                .push(key.clone());
             self.entries.insert(
                 key.clone(),
                 Entry {
@@ -538,7 +551,15 @@ impl Worker {
     }
 
     fn forget(&mut self, key: &CertKey) {
-        self.entries.remove(key);
+        if self.entries.remove(key).is_some() {
+            let dp = (key.mesh.clone(), key.dataplane.clone());
+            if let Some(keys) = self.by_dataplane.get_mut(&dp) {
+                keys.retain(|k| k != key);
+                if keys.is_empty() {
+                    self.by_dataplane.remove(&dp);
+                }
+            }
+        }
         self.persisted.remove(key);
         lock(&self.shared.states).remove(key);
         for b in self.breakers.values_mut() {
@@ -555,10 +576,18 @@ impl Worker {
             })
     }
 
+    /// Issuances started and not finished: calling the backend or persisting.
+    fn max_inflight(&self) -> usize {
+        self.cfg.concurrency.max(1) * 2
+    }
+
     fn start_ready(&mut self) {
         let now = Instant::now();
         self.schedule.promote(now);
-        while self.inflight.len() < self.cfg.concurrency.max(1) {
+        while self.inflight.len() < self.max_inflight() && self.schedule.has_ready() {
+            let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+                break;
+            };
             let entries = &self.entries;
             let Some(key) = self.schedule.pop_ready(|k, generation| {
                 entries
@@ -588,7 +617,14 @@ impl Worker {
                 e.in_flight = true;
             }
             let span = tracing::info_span!("issue", mesh = %key.mesh, dataplane = %key.dataplane, backend = %backend);
-            let fut = issue::run(self.deps.clone(), key, generation, order, regenerations);
+            let fut = issue::run(
+                self.deps.clone(),
+                key,
+                generation,
+                order,
+                regenerations,
+                slot,
+            );
             self.inflight
                 .push(Box::pin(tracing::Instrument::instrument(fut, span)));
         }

@@ -214,6 +214,73 @@ async fn concurrency_is_capped() {
     assert_eq!(s.ca.max_running.load(Ordering::SeqCst), 4);
 }
 
+/// A store whose writes take `delay`.
+struct SlowWrites {
+    inner: MemoryStore,
+    delay: Duration,
+}
+
+#[async_trait]
+impl ResourceStore for SlowWrites {
+    async fn get(
+        &self,
+        key: &meshplane_core::model::ResourceKey,
+    ) -> Result<Option<meshplane_core::store::Record>, meshplane_core::store::StoreError> {
+        self.inner.get(key).await
+    }
+    async fn list(
+        &self,
+        q: &meshplane_core::store::ListQuery,
+    ) -> Result<meshplane_core::store::ListResult, meshplane_core::store::StoreError> {
+        self.inner.list(q).await
+    }
+    async fn write(
+        &self,
+        ops: Vec<WriteOp>,
+    ) -> Result<Vec<meshplane_core::store::WriteResult>, meshplane_core::store::StoreError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.write(ops).await
+    }
+    fn subscribe(&self) -> meshplane_core::store::Subscription {
+        self.inner.subscribe()
+    }
+    async fn ping(&self) -> Result<(), meshplane_core::store::StoreError> {
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "slow".into()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn persisting_does_not_hold_backend_slots() {
+    let s = setup_with(
+        Arc::new(SlowWrites {
+            inner: MemoryStore::new(),
+            delay: Duration::from_secs(10),
+        }),
+        TokioClock::new(),
+        ManagerConfig {
+            concurrency: 1,
+            ..Default::default()
+        },
+        Duration::from_millis(10),
+    );
+    let dps: Vec<_> = (0..3)
+        .map(|i| ("m".to_string(), format!("dp{i}"), dataplane("web")))
+        .collect();
+    s.mgr.snapshot(vec![("m".into(), mesh("ca-1", "24h"))], dps);
+    // Two 10 ms backend calls, one at a time, long before the first 10 s write ends: the
+    // first persisting does not hold the slot. The third waits, since at most 2 × concurrency
+    // issuances are unfinished at once.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(s.ca.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(s.ca.max_running.load(Ordering::SeqCst), 1);
+    for i in 0..3 {
+        ready(&mut s.mgr.watch(&CertKey::mesh_cert("m", format!("dp{i}")))).await;
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn outage_keeps_serving_the_valid_certificate_and_recovers() {
     let s = setup(ManagerConfig::default());

@@ -1,8 +1,9 @@
 //! Feeds the manager from the zone's store: Meshes and Dataplanes as they change, and a full snapshot
 //! at start and whenever the store says events may have been missed.
 
+use futures::{FutureExt, StreamExt};
 use meshplane_core::{
-    model::{ResourceKind, Spec},
+    model::{ResourceKey, ResourceKind, Spec},
     store::{ListQuery, Received, ResourceStore, StoreError},
 };
 
@@ -51,44 +52,99 @@ pub async fn run(
     }
     drop(ready);
     loop {
-        match sub.recv().await {
-            Received::Event(e)
-                if matches!(e.key.kind, ResourceKind::Mesh | ResourceKind::Dataplane) =>
-            {
-                let rec = match store.get(&e.key).await {
-                    Ok(r) => r,
-                    Err(err) => {
-                        tracing::warn!(error = %err, key = %e.key, "could not read a changed resource; resyncing");
-                        while let Err(e) = snapshot(store.as_ref(), &mgr).await {
-                            tracing::warn!(error = %e, "resync failed; retrying");
-                            tokio::time::sleep(backoff.next_delay()).await;
-                        }
-                        continue;
-                    }
-                };
-                let spec = rec.and_then(|r| r.to_resource().ok()).map(|r| r.spec);
-                match (e.key.kind, spec) {
-                    (ResourceKind::Mesh, Some(Spec::Mesh(m))) => {
-                        mgr.mesh_changed(e.key.name, Some(m))
-                    }
-                    (ResourceKind::Mesh, _) => mgr.mesh_changed(e.key.name, None),
-                    (ResourceKind::Dataplane, Some(Spec::Dataplane(d))) => {
-                        mgr.dataplane_changed(e.key.mesh, e.key.name, Some(d))
-                    }
-                    (ResourceKind::Dataplane, _) => {
-                        mgr.dataplane_changed(e.key.mesh, e.key.name, None)
-                    }
-                    _ => {}
-                }
-            }
-            Received::Event(_) => {}
+        let first = match sub.recv().await {
+            Received::Event(e) => e,
             Received::Resync => {
-                while let Err(e) = snapshot(store.as_ref(), &mgr).await {
-                    tracing::warn!(error = %e, "resync failed; retrying");
-                    tokio::time::sleep(backoff.next_delay()).await;
-                }
+                resync(store.as_ref(), &mgr, &mut backoff).await;
+                continue;
             }
             Received::Closed => return,
+        };
+        // Take every event already waiting as one batch: each changed key is read once, and the
+        // reads run concurrently, so a burst of registrations is not fed to the manager one
+        // round trip at a time.
+        let mut keys = Keys::default();
+        keys.add(first.key);
+        let mut then = None;
+        while keys.order.len() < BATCH {
+            match sub.recv().now_or_never() {
+                Some(Received::Event(e)) => keys.add(e.key),
+                Some(other) => {
+                    then = Some(other);
+                    break;
+                }
+                None => break,
+            }
         }
+        let reads: Vec<_> = futures::stream::iter(keys.order)
+            .map(|k| {
+                let store = store.clone();
+                async move {
+                    let r = store.get(&k).await;
+                    (k, r)
+                }
+            })
+            .buffered(READS_IN_FLIGHT)
+            .collect()
+            .await;
+        let mut failed = false;
+        for (key, r) in reads {
+            let rec = match r {
+                Ok(r) => r,
+                Err(err) => {
+                    tracing::warn!(error = %err, key = %key, "could not read a changed resource; resyncing");
+                    failed = true;
+                    continue;
+                }
+            };
+            let spec = rec.and_then(|r| r.to_resource().ok()).map(|r| r.spec);
+            match (key.kind, spec) {
+                (ResourceKind::Mesh, Some(Spec::Mesh(m))) => mgr.mesh_changed(key.name, Some(m)),
+                (ResourceKind::Mesh, _) => mgr.mesh_changed(key.name, None),
+                (ResourceKind::Dataplane, Some(Spec::Dataplane(d))) => {
+                    mgr.dataplane_changed(key.mesh, key.name, Some(d))
+                }
+                (ResourceKind::Dataplane, _) => mgr.dataplane_changed(key.mesh, key.name, None),
+                _ => {}
+            }
+        }
+        match then {
+            Some(Received::Closed) => return,
+            Some(Received::Resync) => resync(store.as_ref(), &mgr, &mut backoff).await,
+            _ if failed => resync(store.as_ref(), &mgr, &mut backoff).await,
+            _ => {}
+        }
+    }
+}
+
+/// The changed keys of a batch the manager cares about, each once, in the order they changed.
+#[derive(Default)]
+struct Keys {
+    order: Vec<ResourceKey>,
+    seen: std::collections::HashSet<ResourceKey>,
+}
+
+impl Keys {
+    fn add(&mut self, k: ResourceKey) {
+        if matches!(k.kind, ResourceKind::Mesh | ResourceKind::Dataplane)
+            && self.seen.insert(k.clone())
+        {
+            self.order.push(k);
+        }
+    }
+}
+
+/// Most changed keys read per batch, and how many of those reads run at once.
+const BATCH: usize = 1024;
+const READS_IN_FLIGHT: usize = 16;
+
+async fn resync(
+    store: &dyn ResourceStore,
+    mgr: &CertManager,
+    backoff: &mut meshplane_core::runtime::backoff::Backoff,
+) {
+    while let Err(e) = snapshot(store, mgr).await {
+        tracing::warn!(error = %e, "resync failed; retrying");
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
