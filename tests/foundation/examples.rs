@@ -43,7 +43,7 @@ async fn every_shared_example_round_trips_in_json_and_yaml() {
         &[
             (
                 "mtls.backends[0].conf.fromCp.tls.caCert",
-                "could not read file \"/etc/meshplane/vault-ca.pem\"",
+                "file \"/etc/meshplane/vault-ca.pem\" is not allowed: file DataSources are disabled",
             ),
             (
                 "mtls.backends[0].conf.fromCp.auth.tls.clientKey",
@@ -51,7 +51,7 @@ async fn every_shared_example_round_trips_in_json_and_yaml() {
             ),
             (
                 "mtls.backends[0].conf.fromCp.auth.tls.clientCert",
-                "could not read file \"/etc/meshplane/vault-client.pem\"",
+                "file \"/etc/meshplane/vault-client.pem\" is not allowed: file DataSources are disabled",
             ),
         ],
     );

@@ -4,6 +4,7 @@ pub mod api_args;
 pub mod backoff;
 pub mod config;
 pub mod critical;
+pub mod datasource_args;
 pub mod readiness;
 pub mod signal;
 pub mod store_args;

@@ -62,6 +62,7 @@ fn default_work_dir() -> std::path::PathBuf {
 /// Runs until SIGTERM/SIGINT, or until a critical task fails.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(config = %serde_json::to_string(&args).unwrap_or_default(), version = env!("CARGO_PKG_VERSION"), "starting meshplane-global");
+    let file_dirs = args.datasource.file_dirs().map_err(anyhow::Error::msg)?;
     let readiness = Readiness::new();
     let store_ready = readiness.register("store");
 
@@ -70,7 +71,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("opening the store")?;
     drop(store_ready);
 
-    let loader = Arc::new(StoreLoader::new(store.clone()));
+    let loader = Arc::new(StoreLoader::with_file_dirs(store.clone(), file_dirs));
     let registry = meshplane_ca::registry();
     let manager = Arc::new(ResourceManager::new(
         store.clone(),

@@ -107,6 +107,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Mode::StandaloneZone
     };
 
+    let file_dirs = args.datasource.file_dirs().map_err(anyhow::Error::msg)?;
     let readiness = Readiness::new();
     let store_ready = readiness.register("store");
     let (store, store_desc) = meshplane_store_postgres::open_store(&args.store, "meshplane-zone")
@@ -114,7 +115,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("opening the store")?;
     drop(store_ready);
 
-    let loader = Arc::new(StoreLoader::new(store.clone()));
+    let loader = Arc::new(StoreLoader::with_file_dirs(store.clone(), file_dirs));
     // One registry for validation and issuance, so both share Vault sessions (and token renewal).
     let ca = meshplane_ca::registry();
     let manager = Arc::new(ResourceManager::new(

@@ -13,7 +13,7 @@ use std::{
 use async_trait::async_trait;
 use meshplane_core::{
     ca::{LeafRequest, MeshCa},
-    datasource::{DataSourceLoader, LoadError, load_file, load_inline},
+    datasource::{DataSourceLoader, FileDirs, LoadError, load_file, load_inline},
     duration::Timeout,
     model::{
         Backend, BackendConf, BackendType, DataSource, TagSet,
@@ -51,7 +51,7 @@ impl DataSourceLoader for Secrets {
             return r;
         }
         match source {
-            DataSource::File(p) => load_file(p).await,
+            DataSource::File(p) => load_file(p, &FileDirs::default()).await,
             DataSource::Secret(name) => {
                 self.0
                     .lock()
