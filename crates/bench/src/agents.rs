@@ -26,6 +26,8 @@ pub const STREAMS_PER_CHANNEL: usize = 100;
 pub struct Served {
     pub index: usize,
     pub at: Instant,
+    /// When its last successful Register returned.
+    pub registered_at: Instant,
     pub cert: Certificate,
     /// Register/WatchIdentity attempts before it was served (1 = first try).
     pub attempts: u32,
@@ -67,11 +69,13 @@ fn with_token<T>(msg: T, token: &str) -> anyhow::Result<tonic::Request<T>> {
     Ok(r)
 }
 
-/// One attempt: register, watch, wait for a certificate. `Ok(None)`: the stream ended first.
+type IdentityStream = tonic::Streaming<meshplane_dp_api::dp::IdentityUpdate>;
+
+/// One attempt: register, watch, wait for a certificate (and when Register returned).
 async fn attempt(
     client: &mut DataplaneServiceClient<Channel>,
     a: &Agent,
-) -> anyhow::Result<(Certificate, tonic::Streaming<meshplane_dp_api::dp::IdentityUpdate>)> {
+) -> anyhow::Result<(Certificate, Instant, IdentityStream)> {
     client
         .register(with_token(
             RegisterRequest {
@@ -81,6 +85,7 @@ async fn attempt(
         )?)
         .await
         .map_err(|s| anyhow::anyhow!("register: {:?}: {}", s.code(), s.message()))?;
+    let registered = Instant::now();
     let mut stream = client
         .watch_identity(with_token(WatchIdentityRequest { svids: false }, &a.token)?)
         .await
@@ -90,7 +95,7 @@ async fn attempt(
         match stream.message().await {
             Ok(Some(u)) => {
                 if let Some(c) = u.mesh_certificate {
-                    return Ok((c, stream));
+                    return Ok((c, registered, stream));
                 }
             }
             Ok(None) => anyhow::bail!("identity stream ended before a certificate"),
@@ -119,10 +124,11 @@ pub fn start(
             loop {
                 attempts += 1;
                 match attempt(&mut client, &a).await {
-                    Ok((cert, mut stream)) => {
+                    Ok((cert, registered_at, mut stream)) => {
                         let _ = tx.send(Served {
                             index: a.index,
                             at: Instant::now(),
+                            registered_at,
                             cert,
                             attempts,
                         });

@@ -21,6 +21,13 @@ pub enum KeyKind {
 }
 
 impl KeyKind {
+    pub fn short(self) -> &'static str {
+        match self {
+            Self::Ec => "ec",
+            Self::Rsa => "rsa",
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Self::Ec => "EC P-256",
@@ -129,13 +136,21 @@ impl Env {
         })
     }
 
+    /// Where child processes log: `MESHPLANE_BENCH_LOG_DIR` (kept) or the run's temp dir (removed).
+    pub fn log_dir(&self) -> PathBuf {
+        std::env::var_os("MESHPLANE_BENCH_LOG_DIR")
+            .map(PathBuf::from)
+            .filter(|d| std::fs::create_dir_all(d).is_ok())
+            .unwrap_or_else(|| self.tmp.path().to_path_buf())
+    }
+
     /// Certificates stored in a mount (`LIST <mount>/certs`): how many Vault issued or signed.
     pub async fn stored_certs(&self, mount: &str) -> anyhow::Result<usize> {
         let bao = self.bao().await?;
         let r = bao
             .request(
-                reqwest::Method::from_bytes(b"LIST")?,
-                &format!("{mount}/certs"),
+                reqwest::Method::GET,
+                &format!("{mount}/certs?list=true"),
                 None,
             )
             .await?;
@@ -225,17 +240,16 @@ impl Api {
             .await?;
         let status = r.status();
         if !status.is_success() {
-            bail!("PUT {path}: {status}: {}", r.text().await.unwrap_or_default());
+            bail!(
+                "PUT {path}: {status}: {}",
+                r.text().await.unwrap_or_default()
+            );
         }
         Ok(())
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await?;
+        let r = self.http.get(format!("{}{path}", self.base)).send().await?;
         let status = r.status();
         let text = r.text().await?;
         if !status.is_success() {
@@ -259,4 +273,63 @@ impl Api {
         }
         Ok(text.trim().to_string())
     }
+}
+
+/// CPU seconds (user + system) used so far by processes, grouped: the given pid, OpenBao and
+/// PostgreSQL processes on this machine (PostgreSQL may include other users' queries), and this
+/// harness (the simulated agents).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct CpuTimes {
+    pub zone: f64,
+    pub openbao: f64,
+    pub postgres: f64,
+    pub harness: f64,
+}
+
+impl CpuTimes {
+    pub fn now(zone_pid: &str) -> Self {
+        let tick = 100.0; // USER_HZ on Linux
+        let mut out = Self {
+            zone: cpu_of(zone_pid).unwrap_or(0.0) / tick,
+            harness: cpu_of("self").unwrap_or(0.0) / tick,
+            ..Self::default()
+        };
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return out;
+        };
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if !name.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let comm = std::fs::read_to_string(format!("/proc/{name}/comm")).unwrap_or_default();
+            let t = cpu_of(&name).unwrap_or(0.0) / tick;
+            match comm.trim() {
+                "bao" => out.openbao += t,
+                "postgres" => out.postgres += t,
+                _ => {}
+            }
+        }
+        out
+    }
+
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            zone: self.zone - earlier.zone,
+            openbao: self.openbao - earlier.openbao,
+            postgres: self.postgres - earlier.postgres,
+            harness: self.harness - earlier.harness,
+        }
+    }
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_of(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some(utime + stime)
 }

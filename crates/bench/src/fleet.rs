@@ -16,7 +16,7 @@ use meshplane_core::{
     store::{ResourceStore, WriteOp, memory::MemoryStore},
     tokens::{DataplaneClaims, TokenKind, Tokens},
 };
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::{
     sync::{mpsc, watch},
     time::Instant,
@@ -24,7 +24,7 @@ use tokio::{
 
 use crate::{
     agents::{self, Agent, Served},
-    env::{Env, KeyKind, Rss, migrated_db},
+    env::{CpuTimes, Env, KeyKind, Rss, migrated_db},
     mesh::{dataplane, dataplane_name, token_secret, vault_mesh},
     procs::CpProc,
     report::{Stat, percentile},
@@ -52,10 +52,16 @@ pub struct FleetResult {
     pub cold_p50_secs: f64,
     pub cold_p99_secs: f64,
     pub cold_retries: usize,
+    /// When Register returned: p50 and the last one (s from the start).
+    pub cold_registered: (f64, f64),
     pub cold_vault_certs: usize,
     pub first_errors: Vec<String>,
     pub rss_idle: Rss,
     pub rss_loaded: Rss,
+    /// The zone's own mean time per Vault call (`certificate_issuance_seconds` sum ÷ count).
+    pub issue_latency_ms: f64,
+    /// CPU seconds used during the cold start by the zone, OpenBao, PostgreSQL and the agents.
+    pub cold_cpu: CpuTimes,
     pub restart: Option<RestartResult>,
 }
 
@@ -68,7 +74,9 @@ pub struct RestartResult {
     pub vault_certs: usize,
     pub same_certificates: usize,
     pub retries: usize,
+    pub registered: (f64, f64),
     pub rss: Rss,
+    pub cpu: CpuTimes,
 }
 
 /// N dataplane tokens, signed locally with the zone's own signing key (read once through the
@@ -111,6 +119,30 @@ async fn tokens(zone: &CpProc, mesh: &str, n: usize) -> anyhow::Result<Vec<Strin
     Ok(out)
 }
 
+/// Mean of the zone's `certificate_issuance_seconds` histogram, in ms.
+async fn issuance_latency_ms(zone: &CpProc) -> anyhow::Result<f64> {
+    let text = zone
+        .api
+        .http
+        .get(format!("{}/metrics", zone.api.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let value = |suffix: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("meshplane_certificate_issuance_seconds_{suffix}")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let count = value("count");
+    Ok(if count > 0.0 {
+        value("sum") / count * 1000.0
+    } else {
+        0.0
+    })
+}
+
 fn fleet(mesh: &str, tokens: &[String]) -> anyhow::Result<Vec<Agent>> {
     tokens
         .iter()
@@ -129,6 +161,8 @@ fn fleet(mesh: &str, tokens: &[String]) -> anyhow::Result<Vec<Agent>> {
 struct Wave {
     served: HashMap<usize, Served>,
     latencies: Vec<f64>,
+    /// When each agent's Register returned (from t0).
+    registered: Vec<f64>,
     elapsed: f64,
     retries: usize,
     errors: Vec<String>,
@@ -171,6 +205,16 @@ async fn wave(
         }
     }
     let elapsed = latencies.iter().copied().fold(0.0, f64::max);
+    let registered: Vec<f64> = served
+        .values()
+        .map(|s| (s.registered_at - t0).as_secs_f64())
+        .collect();
+    eprintln!(
+        "    registered: p50 {:.2} s, max {:.2} s; certificate: p50 {:.2} s, max {elapsed:.2} s",
+        percentile(&registered, 50.0),
+        registered.iter().copied().fold(0.0, f64::max),
+        percentile(&latencies, 50.0)
+    );
     let mut errors = Vec::new();
     while let Ok(e) = erx.try_recv() {
         errors.push(e);
@@ -179,6 +223,7 @@ async fn wave(
     Ok(Wave {
         served,
         latencies,
+        registered,
         elapsed,
         retries,
         errors,
@@ -204,9 +249,9 @@ fn check_certs(mesh: &str, served: &HashMap<usize, Served>) -> anyhow::Result<()
             .ok()
             .flatten()
             .is_some_and(|san| {
-                san.value.general_names.iter().any(|g| {
-                    matches!(g, x509_parser::extensions::GeneralName::URI(u) if *u == want)
-                })
+                san.value.general_names.iter().any(
+                    |g| matches!(g, x509_parser::extensions::GeneralName::URI(u) if *u == want),
+                )
             });
         if !has {
             bail!("dataplane {i}: certificate lacks URI SAN {want}");
@@ -217,10 +262,7 @@ fn check_certs(mesh: &str, served: &HashMap<usize, Served>) -> anyhow::Result<()
 
 fn pem_der(pem: &str) -> anyhow::Result<Vec<u8>> {
     use base64::Engine;
-    let body: String = pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     Ok(base64::engine::general_purpose::STANDARD.decode(body)?)
 }
 
@@ -280,17 +322,23 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<FleetResult> {
     // Generous: ten times the target, at least two minutes.
     let limit = Duration::from_secs_f64((12.0 * n as f64 / raw_median).max(120.0));
 
+    let cpu0 = CpuTimes::now(&zone.pid()?);
     let t0 = Instant::now();
     let cold = wave(dp_port, &ca_pem, fleet(&mesh, &toks)?, t0, limit).await?;
     eprintln!(
-        "  fleet-cold-start n={n}: {} served in {:.2} s ({} retries)",
+        "  fleet-cold-start n={n}: {} served in {:.2} s ({} retries; first errors {:?})",
         cold.served.len(),
         cold.elapsed,
-        cold.retries
+        cold.retries,
+        cold.errors.iter().take(3).collect::<Vec<_>>()
     );
     if cold.served.len() == n {
         check_certs(&mesh, &cold.served)?;
     }
+    let cold_cpu = CpuTimes::now(&zone.pid()?).since(&cpu0);
+    eprintln!("    CPU seconds during the cold start: {cold_cpu:?}");
+    let issue_ms = issuance_latency_ms(&zone).await.unwrap_or(0.0);
+    eprintln!("    zone's mean Vault call time (certificate_issuance_seconds): {issue_ms:.1} ms");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_loaded = zone.rss()?;
     let cold_vault_certs = env.stored_certs(&pki.mount).await?.saturating_sub(before);
@@ -307,10 +355,13 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<FleetResult> {
         cold_p50_secs: percentile(&cold.latencies, 50.0),
         cold_p99_secs: percentile(&cold.latencies, 99.0),
         cold_retries: cold.retries,
+        cold_registered: spread(&cold.registered),
         cold_vault_certs,
         first_errors: cold.errors.iter().take(5).cloned().collect(),
         rss_idle,
         rss_loaded,
+        issue_latency_ms: issue_ms,
+        cold_cpu,
         restart: None,
     };
     cold.shutdown().await;
@@ -318,7 +369,15 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<FleetResult> {
         zone.stop().await?;
         let before = env.stored_certs(&pki.mount).await?;
         let (spawned, ready) = zone.launch().await?;
-        let w = wave(dp_port, &ca_pem, fleet(&mesh, &toks)?, spawned, limit).await?;
+        let cpu0 = CpuTimes::now(&zone.pid()?);
+        let w = wave(
+            dp_port,
+            &ca_pem,
+            fleet(&mesh, &toks)?,
+            spawned.into(),
+            limit,
+        )
+        .await?;
         eprintln!(
             "  fleet-restart n={n}: {} served {:.2} s after the restart",
             w.served.len(),
@@ -329,6 +388,8 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<FleetResult> {
             .iter()
             .filter(|(i, s)| certs_before.get(i) == Some(&s.cert.cert_pem))
             .count();
+        let cpu = CpuTimes::now(&zone.pid()?).since(&cpu0);
+        eprintln!("    CPU seconds after the restart: {cpu:?}");
         tokio::time::sleep(Duration::from_secs(1)).await;
         let rss = zone.rss()?;
         let vault_certs = env.stored_certs(&pki.mount).await?.saturating_sub(before);
@@ -341,7 +402,9 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<FleetResult> {
             vault_certs,
             same_certificates: same,
             retries: w.retries,
+            registered: spread(&w.registered),
             rss,
+            cpu,
         });
         if result.first_errors.is_empty() {
             result.first_errors = w.errors.iter().take(5).cloned().collect();
@@ -356,11 +419,11 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<FleetResult> {
     Ok(result)
 }
 
-fn cold_served_all(r: &FleetResult) -> bool {
-    r.cold_served == r.n
+/// p50 and maximum.
+fn spread(v: &[f64]) -> (f64, f64) {
+    (percentile(v, 50.0), v.iter().copied().fold(0.0, f64::max))
 }
 
-/// The JSON record of a run.
-pub fn to_json(r: &FleetResult) -> Value {
-    serde_json::to_value(r).unwrap_or(Value::Null)
+fn cold_served_all(r: &FleetResult) -> bool {
+    r.cold_served == r.n
 }

@@ -35,6 +35,8 @@ pub struct Params {
     pub run_secs: f64,
     pub calibrate: Duration,
     pub concurrency: Vec<usize>,
+    pub keys: Vec<KeyKind>,
+    pub modes: Vec<Mode>,
 }
 
 impl Params {
@@ -45,6 +47,8 @@ impl Params {
                 run_secs: 0.5,
                 calibrate: Duration::from_millis(300),
                 concurrency: vec![1, 8, 32],
+                keys: vec![KeyKind::Ec, KeyKind::Rsa],
+                modes: vec![Mode::Issue, Mode::Csr],
             }
         } else {
             Self {
@@ -52,6 +56,8 @@ impl Params {
                 run_secs: 1.5,
                 calibrate: Duration::from_millis(500),
                 concurrency: vec![1, 8, 32],
+                keys: vec![KeyKind::Ec, KeyKind::Rsa],
+                modes: vec![Mode::Issue, Mode::Csr],
             }
         }
     }
@@ -161,11 +167,10 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<Table> {
     let ca = meshplane_ca::registry();
     let http = vault_raw::client()?;
     let mut cells = Vec::new();
-    for kind in [KeyKind::Ec, KeyKind::Rsa] {
-        for mode in [Mode::Issue, Mode::Csr] {
+    for &kind in &p.keys {
+        for &mode in &p.modes {
             for &c in &p.concurrency {
-                let calib =
-                    vault_raw::run_for(&http, &pki, kind, mode, c, p.calibrate).await?;
+                let calib = vault_raw::run_for(&http, &pki, kind, mode, c, p.calibrate).await?;
                 let n = ((calib * p.run_secs).round() as usize).clamp((2 * c).max(10), 50_000);
                 let (mut raw, mut mine) = (Vec::new(), Vec::new());
                 for rep in 0..p.repeats {
@@ -193,8 +198,10 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<Table> {
                 );
                 t.rows
                     .push(row.target("ratio ≥ 0.90", Verdict::from_bool(ok)));
-                cells.push(json!({"key": kind, "mode": mode, "concurrency": c, "count": n,
-                    "ours": mine, "raw": raw, "calibration_raw": calib}));
+                cells.push(
+                    json!({"key": kind, "mode": mode, "concurrency": c, "count": n,
+                    "ours": mine, "raw": raw, "calibration_raw": calib}),
+                );
             }
         }
     }

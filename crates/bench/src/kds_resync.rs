@@ -51,7 +51,9 @@ fn mesh(i: usize, rev: usize) -> anyhow::Result<WriteOp> {
                 "auth": {"token": {"secret": "vault-token"}}}}
         }]}
     }))?;
-    r.meta.labels.insert("team".into(), format!("team-{}", i % 17));
+    r.meta
+        .labels
+        .insert("team".into(), format!("team-{}", i % 17));
     r.meta.labels.insert("rev".into(), rev.to_string());
     Ok(WriteOp::upsert(&r, None))
 }
@@ -64,6 +66,10 @@ struct Case {
 }
 
 impl Case {
+    fn total(&self) -> Vec<f64> {
+        self.up.iter().zip(&self.down).map(|(u, d)| u + d).collect()
+    }
+
     fn push(&mut self, secs: f64, (up, down): (u64, u64)) {
         self.secs.push(secs);
         self.up.push(up as f64);
@@ -83,13 +89,16 @@ pub async fn run(p: &Params) -> anyhow::Result<Table> {
     let m = p.meshes;
     let g = KdsGlobal::start().await?;
     for chunk in (0..m).collect::<Vec<_>>().chunks(100) {
-        let ops = chunk.iter().map(|&i| mesh(i, 0)).collect::<anyhow::Result<Vec<_>>>()?;
+        let ops = chunk
+            .iter()
+            .map(|&i| mesh(i, 0))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         g.store.write(ops).await?;
     }
     let (addr, counter, proxy_task) = proxy(g.addr).await?;
     let (mut cold, mut warm, mut changed) = (Case::default(), Case::default(), Case::default());
-    let mut rev = 0;
     for rep in 0..p.repeats {
+        let rev = rep + 1;
         let name = format!("resync-{rep}");
         let store = LightZone::memory();
         g.prepare(&name).await?;
@@ -112,7 +121,6 @@ pub async fn run(p: &Params) -> anyhow::Result<Table> {
         warm.push(started.elapsed().as_secs_f64(), counter.get());
         z.stop().await;
         // Reconnect after 1 % changed at global while away.
-        rev += 1;
         let ops = (0..m.div_ceil(100))
             .map(|k| mesh(k * 100 % m, rev))
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -129,22 +137,62 @@ pub async fn run(p: &Params) -> anyhow::Result<Table> {
     g.stop().await;
     let ms = |v: &[f64]| Stat::of(&v.iter().map(|s| s * 1000.0).collect::<Vec<_>>());
     let kb = |v: &[f64]| Stat::of(&v.iter().map(|b| b / 1000.0).collect::<Vec<_>>());
-    let full = "full state, measured (Kuma resends it on every reconnect)";
-    t.rows.push(Row::new(format!("M={m}: first connect (empty zone): time to converge"), "ms", ms(&cold.secs)));
-    t.rows.push(Row::new(format!("M={m}: first connect: bytes global → zone"), "KB", kb(&cold.down)));
-    t.rows.push(Row::new(format!("M={m}: first connect: bytes zone → global"), "KB", kb(&cold.up)));
-    for (label, c) in [("reconnect holding all", &warm), ("reconnect, 1 % changed while away", &changed)] {
+    let full = "full state, measured: what Kuma resends on every reconnect";
+    t.rows.push(Row::new(
+        format!("M={m}: first connect (empty zone): time to converge"),
+        "ms",
+        ms(&cold.secs),
+    ));
+    t.rows.push(Row::new(
+        format!("M={m}: first connect: bytes global → zone"),
+        "KB",
+        kb(&cold.down),
+    ));
+    t.rows.push(Row::new(
+        format!("M={m}: first connect: bytes zone → global"),
+        "KB",
+        kb(&cold.up),
+    ));
+    t.rows.push(Row::new(
+        format!("M={m}: first connect: bytes both ways"),
+        "KB",
+        kb(&cold.total()),
+    ));
+    for (label, c) in [
+        ("reconnect holding all", &warm),
+        ("reconnect, 1 % changed while away", &changed),
+    ] {
         t.rows.push(
-            Row::new(format!("M={m}: {label}: time to converge"), "ms", ms(&c.secs))
-                .baseline(ms(&cold.secs), full),
+            Row::new(
+                format!("M={m}: {label}: time to converge"),
+                "ms",
+                ms(&c.secs),
+            )
+            .baseline(ms(&cold.secs), full),
         );
         t.rows.push(
-            Row::new(format!("M={m}: {label}: bytes global → zone"), "KB", kb(&c.down))
-                .baseline(kb(&cold.down), full),
+            Row::new(
+                format!("M={m}: {label}: bytes global → zone"),
+                "KB",
+                kb(&c.down),
+            )
+            .baseline(kb(&cold.down), full),
         );
         t.rows.push(
-            Row::new(format!("M={m}: {label}: bytes zone → global"), "KB", kb(&c.up))
-                .baseline(kb(&cold.up), full),
+            Row::new(
+                format!("M={m}: {label}: bytes zone → global"),
+                "KB",
+                kb(&c.up),
+            )
+            .baseline(kb(&cold.up), full),
+        );
+        t.rows.push(
+            Row::new(
+                format!("M={m}: {label}: bytes both ways"),
+                "KB",
+                kb(&c.total()),
+            )
+            .baseline(kb(&cold.total()), full),
         );
     }
     t.note(

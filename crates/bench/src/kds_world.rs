@@ -64,11 +64,20 @@ impl KdsGlobal {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (signal, watch) = drain::channel();
-        let server = KdsServer::new(store.clone(), ServerConfig::new("bench-global"), watch.clone());
+        let server = KdsServer::new(
+            store.clone(),
+            ServerConfig::new("bench-global"),
+            watch.clone(),
+        );
         let task = tokio::spawn(async move {
-            if let Err(e) =
-                meshplane_kds::serve(listener, server, &server_tls, Duration::from_secs(15), watch)
-                    .await
+            if let Err(e) = meshplane_kds::serve(
+                listener,
+                server,
+                &server_tls,
+                Duration::from_secs(15),
+                watch,
+            )
+            .await
             {
                 eprintln!("sync server failed: {e}");
             }
@@ -114,7 +123,11 @@ impl KdsGlobal {
         store: Arc<dyn ResourceStore>,
     ) -> anyhow::Result<LightZone> {
         let token_file = self.prepare(name).await?;
-        let mut cfg = ClientConfig::new(name, format!("grpcs://127.0.0.1:{}", addr.port()), token_file);
+        let mut cfg = ClientConfig::new(
+            name,
+            format!("grpcs://127.0.0.1:{}", addr.port()),
+            token_file,
+        );
         cfg.ca_pem = Some(self.ca_pem.clone());
         cfg.backoff_base = Duration::from_millis(100);
         cfg.backoff_cap = Duration::from_secs(1);
@@ -195,7 +208,9 @@ impl Counter {
 }
 
 /// A TCP forwarder to `target` that counts every byte both ways.
-pub async fn proxy(target: SocketAddr) -> anyhow::Result<(SocketAddr, Arc<Counter>, JoinHandle<()>)> {
+pub async fn proxy(
+    target: SocketAddr,
+) -> anyhow::Result<(SocketAddr, Arc<Counter>, JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let counter = Arc::new(Counter::default());

@@ -25,7 +25,12 @@ pub struct CpProc {
 
 impl CpProc {
     /// A standalone zone on `db_url`; returns once it is ready. `extra` flags are appended.
-    pub async fn zone(env: &Env, name: &str, db_url: &str, extra: &[&str]) -> anyhow::Result<(Self, u16)> {
+    pub async fn zone(
+        env: &Env,
+        name: &str,
+        db_url: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<(Self, u16)> {
         let (api_port, dp_port) = (free_port(), free_port());
         let work = env.tmp.path().join(format!("{name}-work"));
         let key = env.encryption_key_file(name)?;
@@ -96,7 +101,7 @@ impl CpProc {
             bin: env.bin(binary)?,
             args,
             api: Api::new(format!("http://127.0.0.1:{api_port}"))?,
-            log: env.tmp.path().join(format!("{name}.log")),
+            log: env.log_dir().join(format!("{name}.log")),
             work,
             proc: None,
         })
@@ -106,9 +111,15 @@ impl CpProc {
     /// answered ready.
     pub async fn launch(&mut self) -> anyhow::Result<(Instant, Instant)> {
         let spawned = Instant::now();
-        let mut proc =
-            Proc::spawn_logging_to(&self.name, &self.bin, &self.args, &[], self.log.clone(), None)
-                .await?;
+        let mut proc = Proc::spawn_logging_to(
+            &self.name,
+            &self.bin,
+            &self.args,
+            &[],
+            self.log.clone(),
+            None,
+        )
+        .await?;
         let url = format!("{}/readyz", self.api.base);
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))

@@ -44,7 +44,7 @@ pub fn percentile_sorted(s: &[f64], p: f64) -> f64 {
     if s.is_empty() {
         return 0.0;
     }
-    if p >= 50.0 && (p - 50.0).abs() < f64::EPSILON && s.len() % 2 == 0 {
+    if p >= 50.0 && (p - 50.0).abs() < f64::EPSILON && s.len().is_multiple_of(2) {
         let m = s.len() / 2;
         return (s[m - 1] + s[m]) / 2.0;
     }
@@ -124,6 +124,14 @@ impl Row {
         self
     }
 
+    /// A second figure shown in the baseline column (p99 beside p50), without a ratio.
+    pub fn beside(mut self, b: Option<Stat>, label: impl Into<String>) -> Self {
+        self.baseline = b;
+        self.baseline_label = label.into();
+        self.ratio = None;
+        self
+    }
+
     pub fn target(mut self, text: impl Into<String>, verdict: Verdict) -> Self {
         self.target = text.into();
         self.verdict = verdict;
@@ -180,7 +188,7 @@ impl Table {
                 None if r.baseline_label.is_empty() => "—".into(),
                 None => r.baseline_label.clone(),
             };
-            let ratio = r.ratio.map_or("—".into(), |x| format!("{x:.2}"));
+            let ratio = r.ratio.map_or("—".into(), num);
             println!(
                 "| {} | {ours} | {base} | {ratio} | {} | {} |",
                 r.figure,
@@ -201,7 +209,7 @@ impl Table {
 /// A number with a sensible precision for its size.
 pub fn num(v: f64) -> String {
     let a = v.abs();
-    if a >= 1000.0 {
+    if a >= 1000.0 || (v.fract() == 0.0 && a < 1e15) {
         format!("{v:.0}")
     } else if a >= 100.0 {
         format!("{v:.1}")
@@ -221,12 +229,7 @@ fn fmt_stat(s: &Stat, unit: &str) -> String {
     if s.samples.len() <= 1 || (s.min - s.max).abs() < f64::EPSILON {
         format!("{}{unit}", num(s.median))
     } else {
-        format!(
-            "{}{unit} [{}–{}]",
-            num(s.median),
-            num(s.min),
-            num(s.max)
-        )
+        format!("{}{unit} [{}–{}]", num(s.median), num(s.min), num(s.max))
     }
 }
 

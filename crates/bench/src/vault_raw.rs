@@ -30,6 +30,13 @@ pub enum Mode {
 }
 
 impl Mode {
+    pub fn short(self) -> &'static str {
+        match self {
+            Self::Issue => "issue",
+            Self::Csr => "csr",
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Self::Issue => "issue",
@@ -119,10 +126,7 @@ pub async fn call(
     let status = r.status();
     let bytes = r.bytes().await?;
     if !status.is_success() {
-        bail!(
-            "raw {verb}: {status}: {}",
-            String::from_utf8_lossy(&bytes)
-        );
+        bail!("raw {verb}: {status}: {}", String::from_utf8_lossy(&bytes));
     }
     let v: Value = serde_json::from_slice(&bytes).context("raw answer is not JSON")?;
     if v["data"]["certificate"].as_str().is_none() {
