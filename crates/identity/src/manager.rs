@@ -315,7 +315,15 @@ impl Worker {
     fn handle(&mut self, c: Command) {
         match c {
             Command::Snapshot { meshes, dataplanes } => {
-                self.meshes = meshes.into_iter().collect();
+                let meshes: HashMap<String, MeshSpec> = meshes.into_iter().collect();
+                let known: Vec<String> = self.meshes.keys().cloned().collect();
+                for name in known {
+                    match meshes.get(&name) {
+                        Some(spec) => self.release_dropped_backends(&name, Some(spec)),
+                        None => self.remove_mesh(&name),
+                    }
+                }
+                self.meshes = meshes;
                 self.dataplanes = dataplanes
                     .into_iter()
                     .map(|(m, n, s)| ((m, n), s))
@@ -347,30 +355,13 @@ impl Worker {
                 }
             }
             Command::Mesh(name, spec) => {
-                if let Some(old) = self.meshes.get(&name) {
-                    let kept: Vec<&str> = spec
-                        .iter()
-                        .flat_map(|s| s.backends())
-                        .map(|b| b.name.as_str())
-                        .collect();
-                    for b in old
-                        .backends()
-                        .iter()
-                        .filter(|b| !kept.contains(&b.name.as_str()))
-                    {
-                        if let Some(ca) = self.deps.ca.get(b.backend_type) {
-                            ca.release(&name, &b.name);
-                        }
-                    }
-                }
                 match spec {
                     Some(s) => {
+                        self.release_dropped_backends(&name, Some(&s));
                         self.meshes.insert(name.clone(), s);
                         self.refresh_trust(&name);
                     }
-                    None => {
-                        self.meshes.remove(&name);
-                    }
+                    None => self.remove_mesh(&name),
                 }
                 let keys: Vec<CertKey> = self
                     .entries
@@ -408,6 +399,38 @@ impl Worker {
             .metrics
             .identities
             .set(i64::try_from(self.entries.len()).unwrap_or(i64::MAX));
+    }
+
+    /// Releases (Vault sessions, token renewers) the backends of `name` that `new` no longer has;
+    /// all of them when the Mesh is gone.
+    fn release_dropped_backends(&self, name: &str, new: Option<&MeshSpec>) {
+        let Some(old) = self.meshes.get(name) else {
+            return;
+        };
+        let kept: Vec<&str> = new
+            .iter()
+            .flat_map(|s| s.backends())
+            .map(|b| b.name.as_str())
+            .collect();
+        for b in old
+            .backends()
+            .iter()
+            .filter(|b| !kept.contains(&b.name.as_str()))
+        {
+            if let Some(ca) = self.deps.ca.get(b.backend_type) {
+                ca.release(name, &b.name);
+            }
+        }
+    }
+
+    /// A Mesh is gone: its backends are released and its trust bundle is no longer refreshed.
+    /// Its identities are reconciled by the caller (they become blocked and are served until expiry).
+    fn remove_mesh(&mut self, name: &str) {
+        self.release_dropped_backends(name, None);
+        self.meshes.remove(name);
+        if let Some(task) = self.trust_tasks.remove(name) {
+            task.abort();
+        }
     }
 
     /// The identities of one dataplane the manager keeps.

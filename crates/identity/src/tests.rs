@@ -33,6 +33,7 @@ struct FakeCa {
     failing: AtomicBool,
     latency: Duration,
     log: Mutex<Vec<String>>,
+    released: Mutex<Vec<String>>,
 }
 
 #[async_trait]
@@ -48,6 +49,12 @@ impl CaBackend for FakeCa {
     }
     async fn root_certs(&self, _: &MeshCa<'_>, b: &Backend) -> Result<Vec<String>, CaError> {
         Ok(vec![format!("root-of-{}", b.name)])
+    }
+    fn release(&self, mesh: &str, backend: &str) {
+        self.released
+            .lock()
+            .unwrap()
+            .push(format!("{mesh}/{backend}"));
     }
     async fn issue(
         &self,
@@ -101,6 +108,7 @@ fn setup_with(
         failing: AtomicBool::new(false),
         latency,
         log: Mutex::default(),
+        released: Mutex::default(),
     });
     let mut reg = CaRegistry::new();
     reg.register(ca.clone());
@@ -460,4 +468,46 @@ async fn deleted_dataplanes_are_forgotten_and_disabled_mtls_is_said() {
         CertState::Unavailable("mTLS is not enabled in mesh \"off\"".into())
     );
     assert_eq!(s.store.describe(), "memory");
+}
+
+#[tokio::test(start_paused = true)]
+async fn backends_of_a_removed_mesh_or_backend_are_released() {
+    let s = setup(ManagerConfig::default());
+    let released = |s: &Setup| {
+        let mut r = s.ca.released.lock().unwrap().clone();
+        r.sort();
+        r
+    };
+    s.mgr.snapshot(
+        vec![
+            ("m".into(), mesh("ca-1", "24h")),
+            ("n".into(), mesh("ca-1", "24h")),
+        ],
+        vec![],
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(released(&s).is_empty());
+
+    // ca-2 dropped from m: only that backend is released.
+    let only_ca1 = match Resource::from_universal(&json!({"type": "Mesh", "name": "m", "mtls": {
+        "enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]}}))
+    .unwrap()
+    .spec
+    {
+        Spec::Mesh(m) => m,
+        _ => unreachable!(),
+    };
+    s.mgr.mesh_changed("m".into(), Some(only_ca1));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(released(&s), ["m/ca-2"]);
+
+    // m deleted: its remaining backend too.
+    s.mgr.mesh_changed("m".into(), None);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(released(&s), ["m/ca-1", "m/ca-2"]);
+
+    // n missing from a resync snapshot: both of its backends.
+    s.mgr.snapshot(vec![], vec![]);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(released(&s), ["m/ca-1", "m/ca-2", "n/ca-1", "n/ca-2"]);
 }
