@@ -5,6 +5,7 @@ pub mod backoff;
 pub mod config;
 pub mod critical;
 pub mod datasource_args;
+pub mod host;
 pub mod readiness;
 pub mod signal;
 pub mod store_args;

@@ -7,7 +7,7 @@ use meshplane_api::{ApiState, ServerInfo};
 use meshplane_core::{
     datasource::StoreLoader,
     manager::{Mode, ResourceManager},
-    runtime::{critical, readiness::Readiness},
+    runtime::{critical, host, readiness::Readiness},
     tokens::Tokens,
 };
 use meshplane_kds::server::{KdsServer, ServerConfig};
@@ -43,22 +43,6 @@ async fn migrate_up(args: MigrateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn instance_id(given: Option<String>) -> String {
-    given.unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "global".into());
-        format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
-    })
-}
-
-fn default_work_dir() -> std::path::PathBuf {
-    std::env::var_os("HOME")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| "/var/lib/meshplane".into())
-        .join(".meshplane")
-}
-
 /// Runs until SIGTERM/SIGINT, or until a critical task fails.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(config = %serde_json::to_string(&args).unwrap_or_default(), version = env!("CARGO_PKG_VERSION"), "starting meshplane-global");
@@ -88,7 +72,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::info!("created the default Mesh");
     }
 
-    let instance = instance_id(args.instance_id.clone());
+    let instance = args
+        .instance_id
+        .clone()
+        .unwrap_or_else(|| host::instance_id(&host::hostname("global")));
     let mut registry = prometheus_client::registry::Registry::with_prefix("meshplane");
     let kds_metrics = meshplane_kds::metrics::KdsMetrics::register(&mut registry, true);
     let info = ServerInfo {
@@ -122,7 +109,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             meshplane_core::runtime::tls::from_files(&meshplane_core::runtime::tls::KDS, c, k)?
         }
         _ => {
-            let dir = args.work_dir.clone().unwrap_or_else(default_work_dir);
+            let dir = args.work_dir.clone().unwrap_or_else(host::default_work_dir);
             let tls = meshplane_core::runtime::tls::autogenerate(
                 store.as_ref(),
                 &meshplane_core::runtime::tls::KDS,

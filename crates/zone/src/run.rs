@@ -7,7 +7,7 @@ use meshplane_api::{ApiState, ServerInfo};
 use meshplane_core::{
     datasource::StoreLoader,
     manager::{Mode, ResourceManager},
-    runtime::{critical, readiness::Readiness, tls},
+    runtime::{critical, host, readiness::Readiness, tls},
     tokens::Tokens,
 };
 use meshplane_identity::{CertManager, Deps, ManagerConfig, clock::SystemClock};
@@ -41,19 +41,6 @@ async fn migrate_up(args: MigrateArgs) -> anyhow::Result<()> {
         println!("applied migration {v}");
     }
     Ok(())
-}
-
-fn default_work_dir() -> std::path::PathBuf {
-    std::env::var_os("HOME")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| "/var/lib/meshplane".into())
-        .join(".meshplane")
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "zone".into())
 }
 
 /// The sync client's settings from the flags, or `None` for a standalone zone.
@@ -93,13 +80,10 @@ fn kds_config(args: &RunArgs, instance_id: &str) -> anyhow::Result<Option<Client
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(config = %serde_json::to_string(&args).unwrap_or_default(), version = env!("CARGO_PKG_VERSION"), "starting meshplane-zone");
     let zone_name = args.zone.clone().unwrap_or_else(|| "standalone".into());
-    let instance_id = args.instance_id.clone().unwrap_or_else(|| {
-        format!(
-            "{zone_name}-{}-{}",
-            hostname(),
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        )
-    });
+    let instance_id = args
+        .instance_id
+        .clone()
+        .unwrap_or_else(|| host::instance_id(&format!("{zone_name}-{}", host::hostname("zone"))));
     let kds = kds_config(&args, &instance_id)?;
     let mode = if kds.is_some() {
         Mode::FederatedZone
@@ -173,7 +157,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let dp_tls = match (&args.dp_server_tls_cert_file, &args.dp_server_tls_key_file) {
         (Some(c), Some(k)) => tls::from_files(&tls::DP_SERVER, c, k)?,
         _ => {
-            let dir = args.work_dir.clone().unwrap_or_else(default_work_dir);
+            let dir = args.work_dir.clone().unwrap_or_else(host::default_work_dir);
             let t = tls::autogenerate(
                 store.as_ref(),
                 &tls::DP_SERVER,

@@ -24,7 +24,7 @@ use super::{
     error::VaultError,
 };
 
-/// A token or other credential string. `Debug` and `Display` never show it.
+/// A token or other credential string. `Debug` never shows it, and it has no `Display`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(Arc<str>);
 

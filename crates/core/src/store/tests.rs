@@ -1,3 +1,5 @@
+//! The memory store run through the shared store conformance suite.
+
 use std::sync::Arc;
 
 use super::{conformance, memory::MemoryStore};
