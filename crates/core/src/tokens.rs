@@ -2,7 +2,13 @@
 //! Private signing keys never leave global; zones receive public keys (`*-signing-public-key-N`) and
 //! revocation lists by sync, so they can verify dataplane and user tokens themselves.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+mod cache;
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -152,11 +158,13 @@ pub fn public_key_pem(private_pem: &str) -> Result<String, TokenError> {
 #[derive(Clone)]
 pub struct Tokens {
     store: Arc<dyn ResourceStore>,
+    cache: Arc<cache::VerifyCache>,
 }
 
 impl Tokens {
     pub fn new(store: Arc<dyn ResourceStore>) -> Self {
-        Self { store }
+        let cache = Arc::new(cache::VerifyCache::new(store.subscribe()));
+        Self { store, cache }
     }
 
     /// The current signing key of a family, created on first use. Returns (kid, private PEM).
@@ -271,6 +279,40 @@ impl Tokens {
             .and_then(|b| String::from_utf8(b).ok()))
     }
 
+    /// The verification key `kid` of a family, from the cache or the store.
+    async fn decoding_key(
+        &self,
+        kind: TokenKind,
+        kid: u32,
+        kid_text: &str,
+    ) -> Result<Arc<DecodingKey>, TokenError> {
+        let (cached, generation) = self.cache.key(kind, kid);
+        if let Some(key) = cached {
+            return Ok(key);
+        }
+        let pem = self
+            .public_key(kind, kid)
+            .await?
+            .ok_or_else(|| TokenError::UnknownKey(kid_text.to_string()))?;
+        let key = Arc::new(
+            DecodingKey::from_ec_pem(pem.as_bytes())
+                .map_err(|e| TokenError::Malformed(e.to_string()))?,
+        );
+        self.cache.put_key(kind, kid, key.clone(), generation);
+        Ok(key)
+    }
+
+    /// The revoked token ids of a family, from the cache or the store.
+    async fn revoked_set(&self, kind: TokenKind) -> Result<Arc<HashSet<String>>, TokenError> {
+        let (cached, generation) = self.cache.revoked(kind);
+        if let Some(set) = cached {
+            return Ok(set);
+        }
+        let set: Arc<HashSet<String>> = Arc::new(self.revoked(kind).await?.into_iter().collect());
+        self.cache.put_revoked(kind, set.clone(), generation);
+        Ok(set)
+    }
+
     pub async fn revoked(&self, kind: TokenKind) -> Result<Vec<String>, TokenError> {
         let key = ResourceKey::global(ResourceKind::GlobalSecret, kind.revocations_name());
         let text = self
@@ -320,7 +362,10 @@ impl Tokens {
                 None => WriteOp::create(&r, None),
             };
             match self.store.write(vec![op]).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    self.cache.invalidate();
+                    return Ok(());
+                }
                 Err(StoreError::Conflict { .. } | StoreError::AlreadyExists(_)) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -347,12 +392,7 @@ impl Tokens {
         let kid: u32 = kid_text
             .parse()
             .map_err(|_| TokenError::UnknownKey(kid_text.clone()))?;
-        let pem = self
-            .public_key(kind, kid)
-            .await?
-            .ok_or_else(|| TokenError::UnknownKey(kid_text.clone()))?;
-        let key = DecodingKey::from_ec_pem(pem.as_bytes())
-            .map_err(|e| TokenError::Malformed(e.to_string()))?;
+        let key = self.decoding_key(kind, kid, &kid_text).await?;
         let mut v = Validation::new(Algorithm::ES256);
         v.leeway = 30;
         v.validate_nbf = true;
@@ -360,7 +400,7 @@ impl Tokens {
             .into_iter()
             .map(String::from)
             .collect();
-        let data = jsonwebtoken::decode::<Envelope<C>>(token, &key, &v).map_err(|e| {
+        let data = jsonwebtoken::decode::<Envelope<C>>(token, key.as_ref(), &v).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             match e.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
@@ -376,7 +416,7 @@ impl Tokens {
                 found: env.typ,
             });
         }
-        if self.revoked(kind).await?.contains(&env.jti) {
+        if self.revoked_set(kind).await?.contains(&env.jti) {
             return Err(TokenError::Revoked);
         }
         Ok(Verified {
@@ -446,6 +486,62 @@ mod tests {
         assert_eq!(
             t.verify::<ZoneClaims>(TokenKind::Zone, &tok).await,
             Err(TokenError::Revoked)
+        );
+    }
+
+    #[tokio::test]
+    async fn cached_keys_and_revocations_follow_writes_made_elsewhere() {
+        let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        // Two holders of one store, as two replicas (or the API and the token service) are.
+        let (a, b) = (Tokens::new(store.clone()), Tokens::new(store.clone()));
+        let claims = || ZoneClaims {
+            zone: "east".into(),
+            scope: vec!["cp".into()],
+        };
+        let tok = a
+            .issue(TokenKind::Zone, claims(), Duration::from_secs(60))
+            .await
+            .expect("issue");
+        let v: Verified<ZoneClaims> = a.verify(TokenKind::Zone, &tok).await.expect("valid");
+        a.verify::<ZoneClaims>(TokenKind::Zone, &tok)
+            .await
+            .expect("valid again, from the cache");
+        b.revoke(TokenKind::Zone, &v.jti).await.expect("revoke");
+        assert_eq!(
+            a.verify::<ZoneClaims>(TokenKind::Zone, &tok).await,
+            Err(TokenError::Revoked),
+            "a revocation written by another holder is seen"
+        );
+
+        let tok2 = a
+            .issue(TokenKind::Zone, claims(), Duration::from_secs(60))
+            .await
+            .expect("issue");
+        a.verify::<ZoneClaims>(TokenKind::Zone, &tok2)
+            .await
+            .expect("valid");
+        let key = ResourceKey::global(
+            ResourceKind::GlobalSecret,
+            TokenKind::Zone.signing_key_name(1),
+        );
+        let current = store
+            .get(&key)
+            .await
+            .expect("get")
+            .expect("the signing key");
+        store
+            .write(vec![WriteOp::Delete {
+                key,
+                expected_version: Some(current.version),
+            }])
+            .await
+            .expect("delete the key");
+        assert!(
+            matches!(
+                a.verify::<ZoneClaims>(TokenKind::Zone, &tok2).await,
+                Err(TokenError::UnknownKey(_))
+            ),
+            "a deleted key no longer verifies"
         );
     }
 
