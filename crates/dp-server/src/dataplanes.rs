@@ -90,6 +90,7 @@ impl dp::dataplane_service_server::DataplaneService for Service {
                 .insert(ZONE_TAG.into(), self.inner.zone.clone());
         }
         let (mesh, name) = (r.meta.mesh.clone(), r.meta.name.clone());
+        let _slot = self.inner.store_slot().await;
         self.inner
             .manager
             .apply(r, ApplyOptions::default())
@@ -113,6 +114,7 @@ impl dp::dataplane_service_server::DataplaneService for Service {
             claims.mesh.clone(),
             claims.name.clone(),
         );
+        let _slot = self.inner.store_slot().await;
         match self
             .inner
             .manager
@@ -140,6 +142,7 @@ impl dp::dataplane_service_server::DataplaneService for Service {
             claims.mesh.clone(),
             claims.name.clone(),
         );
+        let slot = self.inner.store_slot().await;
         let dp = match self.inner.manager.store().get_resource(&key).await {
             Ok(Some((r, _))) => match r.spec {
                 Spec::Dataplane(d) => d,
@@ -186,6 +189,7 @@ impl dp::dataplane_service_server::DataplaneService for Service {
         {
             tracing::warn!(mesh, dataplane = name, error = %e, "could not record the dataplane's connection");
         }
+        drop(slot);
         tracing::info!(
             mesh,
             dataplane = name,
@@ -195,6 +199,7 @@ impl dp::dataplane_service_server::DataplaneService for Service {
         tokio::spawn(async move {
             identity_stream(&inner.certs, keys, tx, drain).await;
             let now = Utc::now();
+            let _slot = inner.store_slot().await;
             let r = insight::update(store.as_ref(), &mesh, &name, |s| {
                 if let Some(sub) = s.subscriptions.iter_mut().find(|x| x.id == sub_id) {
                     sub.disconnect_time = Some(now);

@@ -21,9 +21,22 @@ pub(crate) struct Inner {
     /// Handed to each stream so a drain waits for them; taken once the drain starts (then new
     /// streams are refused), so the server itself never holds the drain open.
     drain: Mutex<Option<drain::Watch>>,
+    /// Requests reading or writing the store at once. A fleet registering together queues here, in
+    /// order, instead of in the store's connection pool, whose acquire timeout would fail the
+    /// excess and send every agent into retries that redo the work.
+    store_slots: tokio::sync::Semaphore,
 }
 
+/// How many dataplane requests use the store at once (well under the pool's default 20
+/// connections, which the certificate manager shares).
+const STORE_SLOTS: usize = 8;
+
 impl Inner {
+    /// Waits for a turn at the store; the semaphore is never closed.
+    async fn store_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.store_slots.acquire().await.ok()
+    }
+
     fn drain_watch(&self) -> Option<drain::Watch> {
         self.drain
             .lock()
@@ -53,6 +66,7 @@ impl DpServer {
             certs,
             tokens,
             drain: Mutex::new(Some(drain.clone())),
+            store_slots: tokio::sync::Semaphore::new(STORE_SLOTS),
         });
         let weak = Arc::downgrade(&inner);
         tokio::spawn(async move {
