@@ -206,6 +206,15 @@ impl ResourceManager {
                 None => return Err(ManagerError::NotFound(key)),
             }
         }
+        // A dataplane registering again unchanged (every agent does on reconnect, a whole fleet
+        // after a zone restart) writes nothing: no new version, no change event, no work downstream.
+        if kind == ResourceKind::Dataplane
+            && let Some(c) = &current
+            && c.labels == resource.meta.labels
+            && c.to_resource().is_ok_and(|cur| cur.spec == resource.spec)
+        {
+            return Ok((Applied::Updated(c.clone()), Vec::new()));
+        }
         let mut warnings = Vec::new();
         let mut extra_ops = Vec::new();
         if let Spec::Mesh(spec) = &resource.spec {

@@ -300,3 +300,40 @@ async fn default_mesh_is_created_once() {
     assert!(m.ensure_default_mesh().await.expect("first"));
     assert!(!m.ensure_default_mesh().await.expect("second"));
 }
+
+#[tokio::test]
+async fn an_unchanged_dataplane_is_not_written_again() {
+    let (m, _) = setup(Mode::StandaloneZone);
+    m.apply(mesh_with_builtin("m7", true), ApplyOptions::default())
+        .await
+        .expect("mesh");
+    let dp = |port: u16| {
+        parse(
+            json!({"type": "Dataplane", "mesh": "m7", "name": "dp", "networking": {"address": "10.0.0.1", "inbound": [{"port": port, "tags": {"kuma.io/service": "web"}}]}}),
+        )
+    };
+    let mut events = m.store().subscribe();
+    let (first, _) = m.apply(dp(80), ApplyOptions::default()).await.expect("dp");
+    assert!(matches!(first, Applied::Created(_)));
+    let (again, _) = m
+        .apply(dp(80), ApplyOptions::default())
+        .await
+        .expect("again");
+    assert!(
+        matches!(again, Applied::Updated(ref r) if r.version == 1),
+        "no new version"
+    );
+    let (changed, _) = m
+        .apply(dp(81), ApplyOptions::default())
+        .await
+        .expect("changed");
+    assert!(matches!(changed, Applied::Updated(ref r) if r.version == 2));
+    let versions: Vec<i64> = [events.recv().await, events.recv().await]
+        .into_iter()
+        .map(|r| match r {
+            crate::store::Received::Event(e) => e.version,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(versions, [1, 2], "one event per real change");
+}
