@@ -107,6 +107,21 @@ async fn concurrent_migrations_apply_once() {
     assert_eq!(applied, vec![latest()]);
 }
 
+/// The flags' defaults (memory store), with secrets allowed in plaintext: this test is about the
+/// schema, not encryption at rest.
+fn store_args() -> StoreArgs {
+    StoreArgs {
+        store: None,
+        database_url: None,
+        database_url_file: None,
+        database_max_connections: 4,
+        encryption_key_file: None,
+        encryption_key: None,
+        encryption_old_key_file: Vec::new(),
+        allow_plaintext_secrets: true,
+    }
+}
+
 /// The binaries' entry point checks, and never applies, the schema.
 #[tokio::test]
 async fn open_store_checks_but_does_not_migrate() {
@@ -114,7 +129,7 @@ async fn open_store_checks_but_does_not_migrate() {
     let args = StoreArgs {
         store: Some(StoreKind::Postgres),
         database_url: Some(db.url.clone()),
-        database_max_connections: 4,
+        ..store_args()
     };
     let e = open_store(&args, "meshplane-zone")
         .await
@@ -136,11 +151,7 @@ async fn open_store_checks_but_does_not_migrate() {
     assert_eq!(description, store.describe());
     store.ping().await.unwrap();
 
-    let memory = StoreArgs {
-        store: None,
-        database_url: None,
-        database_max_connections: 4,
-    };
+    let memory = store_args();
     assert_eq!(
         open_store(&memory, "meshplane-zone").await.unwrap().1,
         "memory"
