@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use meshplane_core::runtime::{
     config::CommonArgs,
     critical::{parse_duration, ser_duration},
-    store_args::StoreArgs,
+    store_args::{MigrateCommand, StoreArgs},
 };
 
 #[derive(Debug, clap::Parser)]
@@ -27,20 +27,6 @@ pub enum Command {
     /// Manage the PostgreSQL schema.
     #[command(subcommand)]
     Migrate(MigrateCommand),
-}
-
-#[derive(Debug, clap::Subcommand)]
-pub enum MigrateCommand {
-    /// Apply every pending migration.
-    Up(MigrateArgs),
-}
-
-#[derive(Debug, clap::Args, serde::Serialize)]
-pub struct MigrateArgs {
-    #[command(flatten)]
-    pub common: CommonArgs,
-    #[command(flatten)]
-    pub db: meshplane_core::runtime::store_args::MigrateDbArgs,
 }
 
 #[derive(Debug, clap::Args, serde::Serialize)]

@@ -12,7 +12,8 @@ use meshplane_core::{
 };
 use meshplane_kds::server::{KdsServer, ServerConfig};
 
-use crate::args::{Cli, Command, MigrateArgs, MigrateCommand, RunArgs};
+use crate::args::{Cli, Command, RunArgs};
+use meshplane_core::runtime::store_args::{MigrateArgs, MigrateCommand};
 
 /// Entry point: builds the runtime, runs the command, maps the outcome to an exit code.
 pub fn main(cli: Cli) -> ExitCode {
@@ -29,17 +30,10 @@ pub fn main(cli: Cli) -> ExitCode {
 }
 
 async fn migrate_up(args: MigrateArgs) -> anyhow::Result<()> {
-    let url = args.db.url()?;
-    let applied = meshplane_store_postgres::migrate_up_url(&url)
+    let report = meshplane_store_postgres::migrate_up_command(&args.db)
         .await
         .context("applying migrations")?;
-    if applied.is_empty() {
-        println!("database is up to date");
-    } else {
-        for v in applied {
-            println!("applied migration {v}");
-        }
-    }
+    println!("{report}");
     Ok(())
 }
 

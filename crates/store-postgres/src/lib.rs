@@ -16,7 +16,7 @@ mod write;
 
 pub use error::PgError;
 pub use listen::CHANNEL;
-pub use open::{migrate_up_url, open_store};
+pub use open::{migrate_up_command, migrate_up_url, open_store};
 pub use schema::{
     DEFAULT_BINARY, MIGRATOR, SchemaError, check_schema, check_schema_for, migrate_command,
     migrate_up,

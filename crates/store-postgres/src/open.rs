@@ -86,3 +86,20 @@ pub async fn migrate_up_url(url: &str) -> Result<Vec<i64>, PgError> {
     pool.close().await;
     applied
 }
+
+/// `migrate up` as the binaries run it: the URL from the flags, then a report for the operator
+/// (`database is up to date`, or one `applied migration N` line per version).
+pub async fn migrate_up_command(
+    db: &meshplane_core::runtime::store_args::MigrateDbArgs,
+) -> Result<String, PgError> {
+    let applied = migrate_up_url(&db.url()?).await?;
+    Ok(if applied.is_empty() {
+        "database is up to date".to_string()
+    } else {
+        applied
+            .iter()
+            .map(|v| format!("applied migration {v}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}

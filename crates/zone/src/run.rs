@@ -14,7 +14,8 @@ use meshplane_identity::{CertManager, Deps, ManagerConfig, clock::SystemClock};
 use meshplane_kds::client::{ClientConfig, SyncStatus};
 use tokio::sync::watch;
 
-use crate::args::{Cli, Command, MigrateArgs, MigrateCommand, RunArgs};
+use crate::args::{Cli, Command, RunArgs};
+use meshplane_core::runtime::store_args::{MigrateArgs, MigrateCommand};
 
 pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
@@ -30,16 +31,10 @@ pub fn main(cli: Cli) -> ExitCode {
 }
 
 async fn migrate_up(args: MigrateArgs) -> anyhow::Result<()> {
-    let url = args.db.url()?;
-    let applied = meshplane_store_postgres::migrate_up_url(&url)
+    let report = meshplane_store_postgres::migrate_up_command(&args.db)
         .await
         .context("applying migrations")?;
-    if applied.is_empty() {
-        println!("database is up to date");
-    }
-    for v in applied {
-        println!("applied migration {v}");
-    }
+    println!("{report}");
     Ok(())
 }
 

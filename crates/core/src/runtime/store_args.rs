@@ -74,6 +74,21 @@ pub struct MigrateDbArgs {
     pub database_url_file: Option<std::path::PathBuf>,
 }
 
+/// `migrate` subcommands, shared by the global and zone binaries.
+#[derive(Debug, clap::Subcommand)]
+pub enum MigrateCommand {
+    /// Apply every pending migration.
+    Up(MigrateArgs),
+}
+
+#[derive(Debug, clap::Args, serde::Serialize)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub common: super::config::CommonArgs,
+    #[command(flatten)]
+    pub db: MigrateDbArgs,
+}
+
 impl MigrateDbArgs {
     /// The URL to migrate, from the flag or the file.
     pub fn url(&self) -> Result<String, StoreArgsError> {
