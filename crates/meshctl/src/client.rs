@@ -89,7 +89,7 @@ impl Client {
     ) -> Result<(StatusCode, Value), CliError> {
         let resp = rb.send().await.map_err(|e| CliError::Unreachable {
             url: self.base.clone(),
-            reason: error_chain(&e),
+            reason: meshplane_core::runtime::telemetry::error_chain(&e),
         })?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| CliError::Unreachable {
@@ -208,15 +208,4 @@ impl Client {
             .await
             .map(|_| ())
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }

@@ -1,4 +1,5 @@
-//! Logging: text by default or JSON, filtered by `--log-level` (an `EnvFilter` directive).
+//! Logging: text by default or JSON, filtered by `--log-level` (an `EnvFilter` directive); and the
+//! one-line error chain that log lines and messages carry.
 
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
@@ -40,4 +41,17 @@ pub fn init(format: LogFormat, level: &str) -> Result<(), TelemetryError> {
             .try_init(),
     };
     result.map_err(|_| TelemetryError::AlreadyInitialised)
+}
+
+/// An error and its sources on one line (`outer: inner: root`), for messages that must carry the
+/// cause (tonic and reqwest put the useful part in `source()`).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
 }

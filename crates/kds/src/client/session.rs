@@ -52,7 +52,7 @@ pub(super) async fn connect_and_sync(
         .await
         .map_err(|e| ClientError::Connect {
             address: cfg.global_address.clone(),
-            reason: error_chain(&e),
+            reason: meshplane_core::runtime::telemetry::error_chain(&e),
         })?;
     let mut client = proto::kds_sync_client::KdsSyncClient::new(channel)
         .send_compressed(tonic::codec::CompressionEncoding::Gzip)
@@ -192,17 +192,6 @@ async fn sleep_until(at: Option<std::time::Instant>) {
         Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
         None => std::future::pending().await,
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
