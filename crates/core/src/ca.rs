@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     datasource::DataSourceLoader,
-    model::{Backend, BackendType, Resource, TagSet},
+    model::{Backend, BackendType, MeshSpec, Resource, TagSet},
     validation::ValidationError,
 };
 
@@ -222,5 +222,16 @@ impl CaRegistry {
 
     pub fn get(&self, t: BackendType) -> Option<&Arc<dyn CaBackend>> {
         self.backends.get(&t)
+    }
+
+    /// Lets the backends of Mesh `mesh` that `new` no longer lists (all of them when the Mesh is
+    /// gone) drop what they cache for it: a Vault session keeps renewing its token until released.
+    pub fn release_removed(&self, mesh: &str, old: &MeshSpec, new: Option<&MeshSpec>) {
+        let kept = |b: &Backend| new.is_some_and(|n| n.backends().iter().any(|k| k.name == b.name));
+        for b in old.backends().iter().filter(|b| !kept(b)) {
+            if let Some(ca) = self.get(b.backend_type) {
+                ca.release(mesh, &b.name);
+            }
+        }
     }
 }

@@ -234,15 +234,7 @@ impl ResourceManager {
             && let Ok(old) = c.to_resource()
             && let Spec::Mesh(old) = old.spec
         {
-            for b in old
-                .backends()
-                .iter()
-                .filter(|b| !new.backends().iter().any(|n| n.name == b.name))
-            {
-                if let Some(ca) = self.ca.get(b.backend_type) {
-                    ca.release(&key.name, &b.name);
-                }
-            }
+            self.ca.release_removed(&key.name, &old, Some(new));
         }
         let record = results
             .swap_remove(0)

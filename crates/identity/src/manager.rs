@@ -404,22 +404,8 @@ impl Worker {
     /// Releases (Vault sessions, token renewers) the backends of `name` that `new` no longer has;
     /// all of them when the Mesh is gone.
     fn release_dropped_backends(&self, name: &str, new: Option<&MeshSpec>) {
-        let Some(old) = self.meshes.get(name) else {
-            return;
-        };
-        let kept: Vec<&str> = new
-            .iter()
-            .flat_map(|s| s.backends())
-            .map(|b| b.name.as_str())
-            .collect();
-        for b in old
-            .backends()
-            .iter()
-            .filter(|b| !kept.contains(&b.name.as_str()))
-        {
-            if let Some(ca) = self.deps.ca.get(b.backend_type) {
-                ca.release(name, &b.name);
-            }
+        if let Some(old) = self.meshes.get(name) {
+            self.deps.ca.release_removed(name, old, new);
         }
     }
 

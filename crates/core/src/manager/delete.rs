@@ -35,11 +35,7 @@ impl ResourceManager {
                 if let Ok(r) = current.to_resource()
                     && let Spec::Mesh(m) = r.spec
                 {
-                    for b in m.backends() {
-                        if let Some(ca) = self.ca.get(b.backend_type) {
-                            ca.release(&key.name, &b.name);
-                        }
-                    }
+                    self.ca.release_removed(&key.name, &m, None);
                 }
                 Ok(())
             }
