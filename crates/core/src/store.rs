@@ -174,6 +174,29 @@ impl ListQuery {
     }
 }
 
+/// What one consistent read ([`ResourceStore::snapshot`]) selects: whole kinds, one mesh's records
+/// of a kind, and single keys. A record matched more than once is returned once.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Every record of each kind; with a mesh, only that mesh's.
+    pub kinds: Vec<(ResourceKind, Option<String>)>,
+    pub keys: Vec<ResourceKey>,
+}
+
+impl Selection {
+    /// Every record of these kinds, in every mesh.
+    pub fn kinds(kinds: &[ResourceKind]) -> Self {
+        Self {
+            kinds: kinds.iter().map(|k| (*k, None)).collect(),
+            keys: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.kinds.is_empty() && self.keys.is_empty()
+    }
+}
+
 /// A page of records, ordered by mesh then name, with the total matching the query.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ListResult {
@@ -211,6 +234,12 @@ pub trait ResourceStore: Send + Sync + 'static {
     async fn get(&self, key: &ResourceKey) -> Result<Option<Record>, StoreError>;
 
     async fn list(&self, query: &ListQuery) -> Result<ListResult, StoreError>;
+
+    /// Every record `selection` names, ordered by key, as of one instant: a batch committed while
+    /// the read runs is in the result whole or not at all. Whoever copies related records
+    /// elsewhere (the sync views) reads through this, so a Mesh and the CA Secrets its write
+    /// created are never seen apart; separate `get`/`list` calls give no such promise.
+    async fn snapshot(&self, selection: &Selection) -> Result<Vec<Record>, StoreError>;
 
     /// Applies every op or none of them, in one transaction.
     async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>, StoreError>;

@@ -242,6 +242,12 @@ impl ResourceStore for SlowWrites {
     ) -> Result<meshplane_core::store::ListResult, meshplane_core::store::StoreError> {
         self.inner.list(q).await
     }
+    async fn snapshot(
+        &self,
+        sel: &meshplane_core::store::Selection,
+    ) -> Result<Vec<meshplane_core::store::Record>, meshplane_core::store::StoreError> {
+        self.inner.snapshot(sel).await
+    }
     async fn write(
         &self,
         ops: Vec<WriteOp>,

@@ -9,7 +9,11 @@ use meshplane_core::{
 };
 use serde_json::Value;
 
-use crate::{proto, version::version_of, view::key_of};
+use crate::{
+    proto,
+    version::version_of,
+    view::{key_of, sync_group},
+};
 
 /// Where and how a received resource is stored; `Err` rejects it with a reason.
 pub struct Placement {
@@ -46,8 +50,9 @@ fn nack(r: &proto::ResourceRef, version: &str, reason: impl Into<String>) -> pro
     }
 }
 
-/// Validates every upsert, then writes all valid ones in one transaction (falling back to one write
-/// per resource if the batch fails, so one failure cannot block the others).
+/// Validates every upsert, then writes all valid ones in one transaction (falling back to one
+/// transaction per sync group, then one write per resource, if the batch fails, so one failure
+/// cannot block the others).
 pub async fn apply(store: &dyn ResourceStore, policy: &dyn Policy, push: &proto::Push) -> Outcome {
     let mut out = Outcome::default();
     let mut ops: Vec<(proto::ResourceRef, String, WriteOp)> = Vec::new();
@@ -123,21 +128,53 @@ pub async fn apply(store: &dyn ResourceStore, policy: &dyn Policy, push: &proto:
         }
         Err(_) => {}
     }
-    for ((rref, version), op) in refs.into_iter().zip(batch) {
-        match store.write(vec![op]).await {
-            Ok(_) | Err(StoreError::NotFound(_)) => out.applied += 1,
-            Err(StoreError::Unavailable(e)) => {
-                out.store_error = Some(e);
-                return out;
+    // Something in the push was refused. Each sync group (a Mesh with its Secrets) is retried as
+    // one transaction, so a good group stays whole; only a group that fails again is applied
+    // resource by resource, to NACK just what is wrong in it.
+    let mut entries: Vec<((proto::ResourceRef, String), WriteOp)> =
+        refs.into_iter().zip(batch).collect();
+    while !entries.is_empty() {
+        let g = sync_group(entries[0].1.key()).map(str::to_string);
+        let n = match &g {
+            Some(g) => entries
+                .iter()
+                .take_while(|(_, op)| sync_group(op.key()) == Some(g.as_str()))
+                .count(),
+            None => 1,
+        };
+        let members: Vec<_> = entries.drain(..n).collect();
+        if members.len() > 1 {
+            match store
+                .write(members.iter().map(|(_, op)| op.clone()).collect())
+                .await
+            {
+                Ok(_) => {
+                    out.applied += members.len();
+                    continue;
+                }
+                Err(StoreError::Unavailable(e)) => {
+                    out.store_error = Some(e);
+                    return out;
+                }
+                Err(_) => {}
             }
-            Err(StoreError::OwnerMissing { owner, .. }) => {
-                out.nacks.push(nack(
-                    &rref,
-                    &version,
-                    format!("{owner} does not exist here"),
-                ));
+        }
+        for ((rref, version), op) in members {
+            match store.write(vec![op]).await {
+                Ok(_) | Err(StoreError::NotFound(_)) => out.applied += 1,
+                Err(StoreError::Unavailable(e)) => {
+                    out.store_error = Some(e);
+                    return out;
+                }
+                Err(StoreError::OwnerMissing { owner, .. }) => {
+                    out.nacks.push(nack(
+                        &rref,
+                        &version,
+                        format!("{owner} does not exist here"),
+                    ));
+                }
+                Err(e) => out.nacks.push(nack(&rref, &version, e.to_string())),
             }
-            Err(e) => out.nacks.push(nack(&rref, &version, e.to_string())),
         }
     }
     out

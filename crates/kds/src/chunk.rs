@@ -1,10 +1,13 @@
 //! Building pushes that respect the message size limit. A resource too large for any message is
 //! reported with its type and name instead of breaking the stream (Kuma PRs 2265, 18727).
 
-use meshplane_core::model::ResourceKey;
+use meshplane_core::model::{ResourceKey, ResourceKind};
 use prost::Message;
 
-use crate::{proto, view::Item};
+use crate::{
+    proto,
+    view::{Item, key_of, sync_group as group},
+};
 
 /// Room kept for the envelope around the resources.
 const ENVELOPE: usize = 1024;
@@ -31,7 +34,10 @@ fn in_mesh(mesh: &str) -> String {
     }
 }
 
-/// Splits upserts and removals into pushes no larger than `limit` bytes each.
+/// Splits upserts and removals into pushes no larger than `limit` bytes each. Upserts go owner
+/// first (a Mesh before its Secrets) and a group is never split unless it alone exceeds a message;
+/// removals go owned first (a Mesh's Secrets before the Mesh), so no removal finds its target
+/// already cascaded away.
 pub fn pushes(
     upserts: &[Item],
     removals: &[proto::ResourceRef],
@@ -41,45 +47,74 @@ pub fn pushes(
     let budget = limit.saturating_sub(ENVELOPE);
     let mut out = Vec::new();
     let mut skipped = Vec::new();
-    let mut cur = proto::Push {
-        nonce: nonce(),
-        ..Default::default()
-    };
+    let mut cur = next(&mut nonce);
     let mut size = 0;
-    for item in upserts {
-        let r = item.to_proto();
-        let len = r.encoded_len() + 8;
-        if len > budget {
-            skipped.push(Oversized {
-                key: item.key.clone(),
-                size: len,
-                limit,
-            });
-            continue;
-        }
-        if size + len > budget {
-            out.push(std::mem::replace(
-                &mut cur,
-                proto::Push {
-                    nonce: nonce(),
-                    ..Default::default()
-                },
-            ));
+
+    let mut ordered: Vec<(&Item, proto::Resource, usize)> = upserts
+        .iter()
+        .filter_map(|item| {
+            let r = item.to_proto();
+            let len = r.encoded_len() + 8;
+            if len > budget {
+                skipped.push(Oversized {
+                    key: item.key.clone(),
+                    size: len,
+                    limit,
+                });
+                return None;
+            }
+            Some((item, r, len))
+        })
+        .collect();
+    ordered.sort_by(|(a, ..), (b, ..)| {
+        (group(&a.key), a.key.kind != ResourceKind::Mesh)
+            .cmp(&(group(&b.key), b.key.kind != ResourceKind::Mesh))
+    });
+    let mut i = 0;
+    while i < ordered.len() {
+        let g = group(&ordered[i].0.key);
+        let run = match g {
+            Some(_) => ordered[i..]
+                .iter()
+                .take_while(|(it, ..)| group(&it.key) == g)
+                .count(),
+            None => 1,
+        };
+        let run_len: usize = ordered[i..i + run].iter().map(|(.., l)| l).sum();
+        // A group that fits a message but not what is left of this one starts the next.
+        if size > 0 && size + run_len > budget {
+            out.push(std::mem::replace(&mut cur, next(&mut nonce)));
             size = 0;
         }
-        size += len;
-        cur.upserts.push(r);
+        if run_len > budget && ordered[i].0.key.kind == ResourceKind::Mesh {
+            tracing::warn!(
+                mesh = g.unwrap_or_default(),
+                bytes = run_len,
+                limit,
+                "a Mesh and its Secrets exceed one sync message: the peer receives them in parts"
+            );
+        }
+        for (_, r, len) in &ordered[i..i + run] {
+            if size + len > budget {
+                out.push(std::mem::replace(&mut cur, next(&mut nonce)));
+                size = 0;
+            }
+            size += len;
+            cur.upserts.push(r.clone());
+        }
+        i += run;
     }
-    for r in removals {
+
+    let mut removals: Vec<(Option<ResourceKey>, &proto::ResourceRef)> =
+        removals.iter().map(|r| (key_of(r).ok(), r)).collect();
+    fn rank(k: &Option<ResourceKey>) -> Option<(Option<&str>, bool)> {
+        k.as_ref().map(|k| (group(k), k.kind == ResourceKind::Mesh))
+    }
+    removals.sort_by(|(a, _), (b, _)| rank(a).cmp(&rank(b)));
+    for (_, r) in removals {
         let len = r.encoded_len() + 8;
         if size + len > budget {
-            out.push(std::mem::replace(
-                &mut cur,
-                proto::Push {
-                    nonce: nonce(),
-                    ..Default::default()
-                },
-            ));
+            out.push(std::mem::replace(&mut cur, next(&mut nonce)));
             size = 0;
         }
         size += len;
@@ -89,6 +124,13 @@ pub fn pushes(
         out.push(cur);
     }
     (out, skipped)
+}
+
+fn next(nonce: &mut impl FnMut() -> String) -> proto::Push {
+    proto::Push {
+        nonce: nonce(),
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]
@@ -132,6 +174,108 @@ mod tests {
             msg.starts_with("Secret \"huge\" in mesh \"m\" is ")
                 && msg.contains("limit of 8192 bytes"),
             "{msg}"
+        );
+    }
+
+    fn mesh_item(name: &str) -> Item {
+        Item::new(ResourceKey::mesh(name), BTreeMap::new(), json!({}))
+    }
+
+    fn in_mesh(mesh: &str, name: &str, bytes: usize) -> Item {
+        Item::new(
+            ResourceKey::in_mesh(ResourceKind::Secret, mesh, name),
+            BTreeMap::new(),
+            json!({"data": "A".repeat(bytes)}),
+        )
+    }
+
+    fn names(p: &proto::Push) -> Vec<String> {
+        p.upserts
+            .iter()
+            .filter_map(|r| r.r#ref.as_ref())
+            .map(|r| format!("{}/{}/{}", r.r#type, r.mesh, r.name))
+            .collect()
+    }
+
+    #[test]
+    fn a_mesh_goes_first_and_with_its_secrets_in_one_push() {
+        // The secrets come first and another mesh's items are in between, as a diff may list them.
+        let items = vec![
+            in_mesh("m", "cert", 2500),
+            in_mesh("other", "s", 3000),
+            in_mesh("m", "key", 2500),
+            mesh_item("m"),
+        ];
+        let mut n = 0;
+        let (pushes, skipped) = pushes(&items, &[], 8 * 1024, || {
+            n += 1;
+            n.to_string()
+        });
+        assert!(skipped.is_empty());
+        let all: Vec<Vec<String>> = pushes.iter().map(names).collect();
+        let with_mesh = all
+            .iter()
+            .find(|p| p.contains(&"Mesh//m".to_string()))
+            .expect("the Mesh is sent");
+        assert_eq!(
+            with_mesh[..3],
+            [
+                "Mesh//m".to_string(),
+                "Secret/m/cert".to_string(),
+                "Secret/m/key".to_string()
+            ],
+            "the Mesh, then its Secrets, in one push: {all:?}"
+        );
+        assert!(pushes.iter().all(|p| p.encoded_len() <= 8 * 1024));
+    }
+
+    #[test]
+    fn a_group_that_does_not_fit_what_is_left_starts_the_next_push() {
+        let items = vec![
+            in_mesh("a", "big", 5000),
+            mesh_item("b"),
+            in_mesh("b", "cert", 1500),
+            in_mesh("b", "key", 1500),
+        ];
+        let mut n = 0;
+        let (pushes, _) = pushes(&items, &[], 8 * 1024, || {
+            n += 1;
+            n.to_string()
+        });
+        let all: Vec<Vec<String>> = pushes.iter().map(names).collect();
+        assert_eq!(
+            all,
+            vec![
+                vec!["Secret/a/big".to_string()],
+                vec![
+                    "Mesh//b".to_string(),
+                    "Secret/b/cert".to_string(),
+                    "Secret/b/key".to_string()
+                ]
+            ]
+        );
+    }
+
+    #[test]
+    fn removals_take_a_meshs_secrets_before_the_mesh() {
+        let refs: Vec<proto::ResourceRef> = [
+            ResourceKey::mesh("m"),
+            ResourceKey::in_mesh(ResourceKind::Secret, "m", "cert"),
+            ResourceKey::mesh("n"),
+            ResourceKey::in_mesh(ResourceKind::Secret, "n", "key"),
+        ]
+        .iter()
+        .map(crate::view::ref_of)
+        .collect();
+        let (pushes, _) = pushes(&[], &refs, 8 * 1024, || "1".into());
+        let order: Vec<String> = pushes[0]
+            .removals
+            .iter()
+            .map(|r| format!("{}/{}/{}", r.r#type, r.mesh, r.name))
+            .collect();
+        assert_eq!(
+            order,
+            ["Secret/m/cert", "Mesh//m", "Secret/n/key", "Mesh//n"]
         );
     }
 }

@@ -8,11 +8,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use async_trait::async_trait;
 use futures::FutureExt;
 use meshplane_core::{
     model::{ResourceKey, ResourceKind},
-    store::{ChangeEvent, Received, ResourceStore, StoreError, Subscription},
+    store::{ChangeEvent, Received, Record, ResourceStore, Selection, StoreError, Subscription},
 };
 use tokio::sync::mpsc;
 
@@ -25,21 +24,17 @@ use crate::{
 };
 
 /// The local view this side sends.
-#[async_trait]
 pub trait Outbound: Send + Sync {
     /// The view key a store change on `key` affects, if it is part of the view.
     fn view_key(&self, key: &ResourceKey) -> Option<ResourceKey>;
-    /// The current item for a view key; `None` when it does not exist (any more).
-    async fn current(
-        &self,
-        store: &dyn ResourceStore,
-        view_key: &ResourceKey,
-    ) -> Result<Option<Item>, StoreError>;
-    /// The whole view.
-    async fn full(
-        &self,
-        store: &dyn ResourceStore,
-    ) -> Result<BTreeMap<ResourceKey, Item>, StoreError>;
+    /// The store records behind `view_keys`, plus whatever must reach the peer with them (a Mesh
+    /// travels with its Secrets). The link reads it in one snapshot, so the peer never receives
+    /// half of a batch the store committed whole.
+    fn select(&self, view_keys: &[ResourceKey]) -> Selection;
+    /// Every kind in the view.
+    fn kinds(&self) -> &'static [ResourceKind];
+    /// The view item for a store record; `None` when it does not flow.
+    fn item(&self, rec: &Record) -> Option<Item>;
 }
 
 /// Per resource type: pushes sent, acknowledged, rejected (for ZoneInsight and metrics).
@@ -199,7 +194,7 @@ impl<T: Send + 'static> Link<T> {
         known: &[proto::KnownVersion],
     ) -> Result<usize, LinkError> {
         self.mirror = Mirror::from_known(known);
-        let current = self.outbound.full(self.store.as_ref()).await?;
+        let current = self.full().await?;
         let changes = self.mirror.full_diff(&current, Instant::now());
         let n = changes.len();
         self.push(changes, true).await?;
@@ -208,7 +203,7 @@ impl<T: Send + 'static> Link<T> {
 
     /// A full re-diff, after the store said events may have been missed.
     pub async fn resync(&mut self) -> Result<(), LinkError> {
-        let current = self.outbound.full(self.store.as_ref()).await?;
+        let current = self.full().await?;
         let changes = self.mirror.full_diff(&current, Instant::now());
         self.push(changes, false).await
     }
@@ -242,27 +237,33 @@ impl<T: Send + 'static> Link<T> {
         if resync {
             return self.resync().await;
         }
-        let now = Instant::now();
-        let mut changes = Vec::new();
-        for k in keys {
-            let cur = self.outbound.current(self.store.as_ref(), &k).await?;
-            if let Some(c) = self.mirror.diff_one(&k, cur, now) {
-                changes.push(c);
-            }
-        }
+        let changes = self.changes_for(&keys).await?;
         self.push(changes, false).await
+    }
+
+    /// The whole view, read in one snapshot.
+    async fn full(&self) -> Result<BTreeMap<ResourceKey, Item>, StoreError> {
+        let sel = Selection::kinds(self.outbound.kinds());
+        Ok(items(
+            self.outbound.as_ref(),
+            &self.store.snapshot(&sel).await?,
+        ))
+    }
+
+    /// What to send for `keys`, read in one snapshot with what travels with them.
+    async fn changes_for(&self, keys: &[ResourceKey]) -> Result<Vec<Change>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let recs = self.store.snapshot(&self.outbound.select(keys)).await?;
+        let current = items(self.outbound.as_ref(), &recs);
+        Ok(self.mirror.diff_keys(keys, current, Instant::now()))
     }
 
     /// Re-sends resources whose NACK backoff has passed.
     pub async fn retry_due(&mut self) -> Result<(), LinkError> {
-        let now = Instant::now();
-        let mut changes = Vec::new();
-        for k in self.mirror.due_retries(now) {
-            let cur = self.outbound.current(self.store.as_ref(), &k).await?;
-            if let Some(c) = self.mirror.diff_one(&k, cur, now) {
-                changes.push(c);
-            }
-        }
+        let due = self.mirror.due_retries(Instant::now());
+        let changes = self.changes_for(&due).await?;
         self.push(changes, false).await
     }
 
@@ -351,22 +352,12 @@ impl<T: Send + 'static> Link<T> {
     }
 }
 
-/// Lists every record of `kinds` and maps it into the view.
-pub async fn full_view(
-    store: &dyn ResourceStore,
-    kinds: &[ResourceKind],
-    map: impl Fn(&meshplane_core::store::Record) -> Option<Item>,
-) -> Result<BTreeMap<ResourceKey, Item>, StoreError> {
-    let mut out = BTreeMap::new();
-    for kind in kinds {
-        let q = meshplane_core::store::ListQuery::all(*kind);
-        for rec in store.list(&q).await?.items {
-            if let Some(item) = map(&rec) {
-                out.insert(item.key.clone(), item);
-            }
-        }
-    }
-    Ok(out)
+/// The view items of `recs`, by view key.
+fn items(outbound: &dyn Outbound, recs: &[Record]) -> BTreeMap<ResourceKey, Item> {
+    recs.iter()
+        .filter_map(|r| outbound.item(r))
+        .map(|i| (i.key.clone(), i))
+        .collect()
 }
 
 #[cfg(test)]
@@ -376,26 +367,28 @@ mod tests {
     use meshplane_core::store::memory::MemoryStore;
     use serde_json::json;
 
-    /// A fixed view: every key is its own view key.
-    struct FixedView(BTreeMap<ResourceKey, Item>);
+    /// Every Secret in the store, as stored.
+    struct SecretsView;
 
-    #[async_trait]
-    impl Outbound for FixedView {
+    impl Outbound for SecretsView {
         fn view_key(&self, key: &ResourceKey) -> Option<ResourceKey> {
             Some(key.clone())
         }
-        async fn current(
-            &self,
-            _store: &dyn ResourceStore,
-            view_key: &ResourceKey,
-        ) -> Result<Option<Item>, StoreError> {
-            Ok(self.0.get(view_key).cloned())
+        fn select(&self, view_keys: &[ResourceKey]) -> Selection {
+            Selection {
+                kinds: Vec::new(),
+                keys: view_keys.to_vec(),
+            }
         }
-        async fn full(
-            &self,
-            _store: &dyn ResourceStore,
-        ) -> Result<BTreeMap<ResourceKey, Item>, StoreError> {
-            Ok(self.0.clone())
+        fn kinds(&self) -> &'static [ResourceKind] {
+            &[ResourceKind::Secret]
+        }
+        fn item(&self, rec: &Record) -> Option<Item> {
+            Some(Item::new(
+                rec.key.clone(),
+                rec.labels.clone(),
+                rec.spec.clone(),
+            ))
         }
     }
 
@@ -422,17 +415,28 @@ mod tests {
         )
     }
 
-    fn link(
+    async fn link(
         view: &[Item],
     ) -> (
         Link<Option<proto::Push>>,
         mpsc::Receiver<Option<proto::Push>>,
     ) {
         let (tx, rx) = mpsc::channel(64);
-        let view = view.iter().map(|i| (i.key.clone(), i.clone())).collect();
+        let store = MemoryStore::new();
+        for i in view {
+            store
+                .write(vec![meshplane_core::store::WriteOp::Upsert {
+                    key: i.key.clone(),
+                    spec: i.spec.clone(),
+                    labels: i.labels.clone(),
+                    owner: None,
+                }])
+                .await
+                .expect("seed");
+        }
         let link = Link::new(
-            Arc::new(MemoryStore::new()),
-            Box::new(FixedView(view)),
+            Arc::new(store),
+            Box::new(SecretsView),
             Box::new(Refuse),
             tx,
             Some,
@@ -464,7 +468,7 @@ mod tests {
     async fn oversized_resource_does_not_hide_same_name_in_another_mesh() {
         let huge = secret("a", "x", 50_000);
         let small = secret("b", "x", 100);
-        let (mut link, mut rx) = link(&[huge.clone(), small.clone()]);
+        let (mut link, mut rx) = link(&[huge.clone(), small.clone()]).await;
         link.initial_sync(&[]).await.expect("initial sync");
         assert_eq!(upserted(&mut rx), vec![("b".into(), "x".into())]);
         assert_eq!(

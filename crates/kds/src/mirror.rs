@@ -3,7 +3,7 @@
 //! still exists is ever removed and re-created.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     time::{Duration, Instant},
 };
 
@@ -11,7 +11,7 @@ use meshplane_core::model::ResourceKey;
 
 use crate::{
     proto,
-    view::{Item, key_of, ref_of},
+    view::{Item, is_owner, key_of, owner_of, ref_of},
 };
 
 /// Held-version marker for a key whose push the peer rejected: the peer holds *something* (an older
@@ -73,9 +73,11 @@ impl Mirror {
     /// Every difference between `current` (the full view) and what the peer holds.
     pub fn full_diff(&self, current: &BTreeMap<ResourceKey, Item>, now: Instant) -> Vec<Change> {
         let mut out = Vec::new();
+        let owners_sent = self.owners_sent(current.values(), now);
         for (key, item) in current {
             if self.held.get(key) != Some(&item.version)
-                && !self.nack_blocks(key, &item.version, now)
+                && (!self.nack_blocks(key, &item.version, now)
+                    || sent_with_owner(key, &owners_sent))
             {
                 out.push(Change::Upsert(item.clone()));
             }
@@ -104,6 +106,55 @@ impl Mirror {
             }
             None => None,
         }
+    }
+
+    /// The changes for `keys` (absent from `current`: deleted), plus upserts of the other items in
+    /// `current`, which were read because they travel with one of `keys`.
+    pub fn diff_keys(
+        &self,
+        keys: &[ResourceKey],
+        mut current: BTreeMap<ResourceKey, Item>,
+        now: Instant,
+    ) -> Vec<Change> {
+        let mut out: Vec<Change> = keys
+            .iter()
+            .filter_map(|k| {
+                let cur = current.remove(k);
+                self.diff_one(k, cur, now)
+            })
+            .collect();
+        let owners_sent: HashSet<ResourceKey> = out
+            .iter()
+            .filter_map(|c| match c {
+                Change::Upsert(i) if is_owner(&i.key) => Some(i.key.clone()),
+                _ => None,
+            })
+            .collect();
+        for (key, item) in current {
+            if self.held.get(&key) == Some(&item.version) {
+                continue;
+            }
+            if !self.nack_blocks(&key, &item.version, now) || sent_with_owner(&key, &owners_sent) {
+                out.push(Change::Upsert(item));
+            }
+        }
+        out
+    }
+
+    /// Owners among `items` that a diff will upsert (held at another version, not NACK-blocked).
+    fn owners_sent<'a>(
+        &self,
+        items: impl Iterator<Item = &'a Item>,
+        now: Instant,
+    ) -> HashSet<ResourceKey> {
+        items
+            .filter(|i| {
+                is_owner(&i.key)
+                    && self.held.get(&i.key) != Some(&i.version)
+                    && !self.nack_blocks(&i.key, &i.version, now)
+            })
+            .map(|i| i.key.clone())
+            .collect()
     }
 
     /// Records changes as sent; the peer is assumed to hold them until it says otherwise.
@@ -157,6 +208,12 @@ impl Mirror {
             })
             .collect()
     }
+}
+
+/// A NACK-blocked resource goes again, at once, when its owner goes: most likely it was refused
+/// because the owner was missing (a Secret that arrived before its Mesh).
+fn sent_with_owner(key: &ResourceKey, owners_sent: &HashSet<ResourceKey>) -> bool {
+    owner_of(key).is_some_and(|o| owners_sent.contains(&o))
 }
 
 /// Splits changes into upserts and removal refs.
@@ -326,6 +383,41 @@ mod tests {
         assert_eq!(
             m.diff_one(&a2.key, Some(a2.clone()), later),
             Some(Change::Upsert(a2.clone()))
+        );
+    }
+
+    #[test]
+    fn a_secret_refused_for_its_missing_mesh_goes_again_with_the_mesh() {
+        let now = Instant::now();
+        let secret = Item::new(
+            ResourceKey::in_mesh(ResourceKind::Secret, "m", "cert"),
+            Default::default(),
+            json!({"data": "YQ=="}),
+        );
+        let mesh = item("m", 1);
+        let mut mirror = Mirror::default();
+        mirror.mark_sent(&[Change::Upsert(secret.clone())]);
+        mirror.nacked(&secret.key, &secret.version, Duration::from_secs(60), now);
+
+        // Alone, it waits out its backoff.
+        let current: BTreeMap<_, _> = [(secret.key.clone(), secret.clone())].into();
+        assert_eq!(
+            mirror.diff_keys(std::slice::from_ref(&secret.key), current.clone(), now),
+            vec![]
+        );
+        assert_eq!(mirror.full_diff(&current, now), vec![]);
+
+        // With its Mesh, at once: from events (read as the Mesh's companion) and in a full diff.
+        let mut with_mesh = current.clone();
+        with_mesh.insert(mesh.key.clone(), mesh.clone());
+        assert_eq!(
+            mirror.diff_keys(std::slice::from_ref(&mesh.key), with_mesh.clone(), now),
+            vec![Change::Upsert(mesh.clone()), Change::Upsert(secret.clone())]
+        );
+        let full = mirror.full_diff(&with_mesh, now);
+        assert!(
+            full.contains(&Change::Upsert(secret.clone())) && full.contains(&Change::Upsert(mesh)),
+            "{full:?}"
         );
     }
 }

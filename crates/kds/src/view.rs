@@ -146,6 +146,30 @@ pub fn global_view_key(key: &ResourceKey) -> Option<ResourceKey> {
     GLOBAL_TO_ZONE.contains(&key.kind).then(|| key.clone())
 }
 
+/// The resource a synced resource belongs to and that the receiver must hold first: a mesh-scoped
+/// resource's Mesh.
+pub fn owner_of(key: &ResourceKey) -> Option<ResourceKey> {
+    meshplane_core::manager::owner_of(key)
+}
+
+/// The sync group of a resource: a Mesh and everything in it. The members of a group that are
+/// sent together go in one push, which the receiver applies in one transaction, so a Mesh never
+/// lands without the CA Secrets its write created.
+pub fn sync_group(key: &ResourceKey) -> Option<&str> {
+    if key.kind == ResourceKind::Mesh {
+        Some(&key.name)
+    } else if key.kind.is_mesh_scoped() {
+        Some(&key.mesh)
+    } else {
+        None
+    }
+}
+
+/// Whether other synced resources belong to this one (it is a Mesh).
+pub fn is_owner(key: &ResourceKey) -> bool {
+    key.kind == ResourceKind::Mesh
+}
+
 /// What global receives for a zone store record (named as in the zone), or `None`.
 pub fn zone_to_global(rec: &Record, zone: &str) -> Option<Item> {
     if !ZONE_TO_GLOBAL.contains(&rec.key.kind) {

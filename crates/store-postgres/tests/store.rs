@@ -13,6 +13,7 @@ use meshplane_core::{
     },
 };
 use meshplane_store_postgres::{PgOptions, PgStore};
+use meshplane_test_support::postgres::listener_pids;
 use serde_json::json;
 use support::{WAIT, migrated, next, store};
 
@@ -208,17 +209,6 @@ async fn unreachable_server_is_unavailable() {
     );
 }
 
-/// The backends of `db`'s LISTEN connections (the store's listener).
-async fn listener_pids(pool: &sqlx::PgPool) -> Vec<i32> {
-    sqlx::query_scalar(
-        "SELECT pid FROM pg_stat_activity \
-         WHERE datname = current_database() AND query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()",
-    )
-    .fetch_all(pool)
-    .await
-    .expect("reading pg_stat_activity")
-}
-
 /// Losing the LISTEN connection loses notifications: subscribers are told to resync once the store
 /// listens again, and events flow after that.
 #[tokio::test]
@@ -226,7 +216,7 @@ async fn lost_listener_means_resync() {
     let (db, pool) = migrated().await;
     let store = store(&db).await;
     let mut sub = store.subscribe();
-    let pids = listener_pids(&pool).await;
+    let pids = listener_pids(&pool).await.expect("listeners");
     assert_eq!(pids.len(), 1, "one listener per store: {pids:?}");
     sqlx::query("SELECT pg_terminate_backend($1)")
         .bind(pids[0])
@@ -234,7 +224,7 @@ async fn lost_listener_means_resync() {
         .await
         .unwrap();
     assert_eq!(next(&mut sub).await, Received::Resync);
-    let after = listener_pids(&pool).await;
+    let after = listener_pids(&pool).await.expect("listeners");
     assert_eq!(after.len(), 1, "listening again: {after:?}");
     assert_ne!(after[0], pids[0]);
     let m = ResourceKey::mesh("after");
@@ -273,7 +263,7 @@ async fn dropping_the_store_closes_subscriptions() {
     assert_eq!(next(&mut sub).await, Received::Closed);
     // The LISTEN connection goes with it.
     let deadline = tokio::time::Instant::now() + WAIT;
-    while !listener_pids(&pool).await.is_empty() {
+    while !listener_pids(&pool).await.expect("listeners").is_empty() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "listener still connected"

@@ -87,6 +87,18 @@ impl Drop for TestDatabase {
     }
 }
 
+/// The backends of the current database's LISTEN connections (a store's change-event listener),
+/// for tests that kill it with `pg_terminate_backend` as a PostgreSQL restart would.
+pub async fn listener_pids(pool: &sqlx::PgPool) -> anyhow::Result<Vec<i32>> {
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity \
+         WHERE datname = current_database() AND query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(pool)
+    .await
+    .context("reading pg_stat_activity")
+}
+
 /// `base` with its path (the database name) replaced; query parameters such as `sslmode` stay.
 fn with_database(base: &str, name: &str) -> anyhow::Result<String> {
     let mut url = url::Url::parse(base)

@@ -5,7 +5,9 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use serde_json::json;
 
-use super::{ChangeOp, ListQuery, Received, ResourceStore, ResourceStoreExt, StoreError, WriteOp};
+use super::{
+    ChangeOp, ListQuery, Received, ResourceStore, ResourceStoreExt, Selection, StoreError, WriteOp,
+};
 use crate::model::{ResourceKey, ResourceKind};
 
 fn mesh(name: &str) -> ResourceKey {
@@ -36,6 +38,8 @@ pub async fn run_all(store: Arc<dyn ResourceStore>) {
     cascade_delete(store.as_ref()).await;
     atomic_batches(store.as_ref()).await;
     listing(store.as_ref()).await;
+    snapshots(store.as_ref()).await;
+    snapshots_never_tear_a_batch(store.clone()).await;
     upserts(store.as_ref()).await;
     events(store.as_ref()).await;
 }
@@ -368,6 +372,140 @@ pub async fn listing(store: &dyn ResourceStore) {
         store
             .write_one(WriteOp::Delete {
                 key: mesh(m),
+                expected_version: None,
+            })
+            .await
+            .expect("cleanup");
+    }
+}
+
+pub async fn snapshots(store: &dyn ResourceStore) {
+    let mut ops = vec![create(mesh("snap-1"), None), create(mesh("snap-2"), None)];
+    for (m, n) in [("snap-1", "a"), ("snap-1", "b"), ("snap-2", "a")] {
+        ops.push(WriteOp::Create {
+            key: secret(m, n),
+            spec: secret_spec("YQ=="),
+            labels: BTreeMap::new(),
+            owner: Some(mesh(m)),
+        });
+    }
+    store.write(ops).await.expect("seed");
+    let keys = |sel: Selection| async move {
+        store
+            .snapshot(&sel)
+            .await
+            .expect("snapshot")
+            .into_iter()
+            .map(|r| r.key)
+            .collect::<Vec<_>>()
+    };
+    // A key selected twice (by kind and by key) comes back once; results are in key order.
+    let got = keys(Selection {
+        kinds: vec![(ResourceKind::Secret, Some("snap-1".into()))],
+        keys: vec![mesh("snap-2"), secret("snap-1", "a"), mesh("snap-absent")],
+    })
+    .await;
+    assert_eq!(
+        got,
+        vec![mesh("snap-2"), secret("snap-1", "a"), secret("snap-1", "b")],
+        "one mesh's secrets plus named keys, each once, in key order; absent keys are skipped"
+    );
+    let got = keys(Selection::kinds(&[
+        ResourceKind::Secret,
+        ResourceKind::Mesh,
+    ]))
+    .await;
+    let ours: Vec<ResourceKey> = got
+        .into_iter()
+        .filter(|k| k.name.starts_with("snap-") || k.mesh.starts_with("snap-"))
+        .collect();
+    assert_eq!(
+        ours,
+        vec![
+            mesh("snap-1"),
+            mesh("snap-2"),
+            secret("snap-1", "a"),
+            secret("snap-1", "b"),
+            secret("snap-2", "a")
+        ]
+    );
+    assert!(keys(Selection::default()).await.is_empty());
+    for m in ["snap-1", "snap-2"] {
+        store
+            .write_one(WriteOp::Delete {
+                key: mesh(m),
+                expected_version: None,
+            })
+            .await
+            .expect("cleanup");
+    }
+}
+
+/// A snapshot taken while batches commit sees each batch whole: every Mesh it holds comes with
+/// both Secrets written in the Mesh's batch, and no Secret comes without its Mesh.
+pub async fn snapshots_never_tear_a_batch(store: Arc<dyn ResourceStore>) {
+    const BATCHES: usize = 60;
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 0..BATCHES {
+                let m = format!("tear-{i}");
+                let mut ops = vec![create(mesh(&m), None)];
+                for n in ["cert", "key"] {
+                    ops.push(WriteOp::Create {
+                        key: secret(&m, n),
+                        spec: secret_spec("YQ=="),
+                        labels: BTreeMap::new(),
+                        owner: Some(mesh(&m)),
+                    });
+                }
+                store.write(ops).await.expect("batch");
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let sel = Selection::kinds(&[ResourceKind::Mesh, ResourceKind::Secret]);
+    let mut seen_whole = 0;
+    loop {
+        let done = writer.is_finished();
+        let recs = store.snapshot(&sel).await.expect("snapshot");
+        let meshes: Vec<&str> = recs
+            .iter()
+            .filter(|r| r.key.kind == ResourceKind::Mesh && r.key.name.starts_with("tear-"))
+            .map(|r| r.key.name.as_str())
+            .collect();
+        let secrets: Vec<(&str, &str)> = recs
+            .iter()
+            .filter(|r| r.key.kind == ResourceKind::Secret && r.key.mesh.starts_with("tear-"))
+            .map(|r| (r.key.mesh.as_str(), r.key.name.as_str()))
+            .collect();
+        for m in &meshes {
+            for n in ["cert", "key"] {
+                assert!(
+                    secrets.contains(&(*m, n)),
+                    "snapshot holds Mesh {m} without its Secret {n}: a batch was seen half-applied"
+                );
+            }
+        }
+        for (m, n) in &secrets {
+            assert!(
+                meshes.contains(m),
+                "snapshot holds Secret {n} of mesh {m} without the Mesh"
+            );
+        }
+        seen_whole = seen_whole.max(meshes.len());
+        if done {
+            break;
+        }
+        // Lets the writer run on a single-threaded runtime, where a memory snapshot never waits.
+        tokio::task::yield_now().await;
+    }
+    writer.await.expect("writer");
+    assert_eq!(seen_whole, BATCHES, "the last snapshot sees every batch");
+    for i in 0..BATCHES {
+        store
+            .write_one(WriteOp::Delete {
+                key: mesh(&format!("tear-{i}")),
                 expected_version: None,
             })
             .await

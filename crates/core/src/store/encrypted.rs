@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::{
-    ListQuery, ListResult, Record, ResourceStore, StoreError, Subscription, WriteOp, WriteResult,
+    ListQuery, ListResult, Record, ResourceStore, Selection, StoreError, Subscription, WriteOp,
+    WriteResult,
 };
 use crate::model::{ResourceKey, ResourceKind};
 
@@ -277,6 +278,15 @@ impl ResourceStore for EncryptedStore {
             items,
             total: r.total,
         })
+    }
+
+    async fn snapshot(&self, selection: &Selection) -> Result<Vec<Record>, StoreError> {
+        self.inner
+            .snapshot(selection)
+            .await?
+            .into_iter()
+            .map(|r| self.open_record(r))
+            .collect()
     }
 
     async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>, StoreError> {

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use chrono::Utc;
 
 use super::{
-    ChangeEvent, ChangeOp, EventHub, ListQuery, ListResult, Record, ResourceStore, StoreError,
-    Subscription, WriteOp, WriteResult,
+    ChangeEvent, ChangeOp, EventHub, ListQuery, ListResult, Record, ResourceStore, Selection,
+    StoreError, Subscription, WriteOp, WriteResult,
 };
 use crate::model::ResourceKey;
 
@@ -228,6 +228,26 @@ impl ResourceStore for MemoryStore {
             .cloned()
             .collect();
         Ok(ListResult { items, total })
+    }
+
+    async fn snapshot(&self, sel: &Selection) -> Result<Vec<Record>, StoreError> {
+        // One lock: a batch is applied under the same lock, so it is seen whole or not at all.
+        let map = self.lock();
+        let mut out: BTreeMap<ResourceKey, Record> = BTreeMap::new();
+        for (kind, mesh) in &sel.kinds {
+            for r in map
+                .values()
+                .filter(|r| r.key.kind == *kind && mesh.as_ref().is_none_or(|m| &r.key.mesh == m))
+            {
+                out.insert(r.key.clone(), r.clone());
+            }
+        }
+        for k in &sel.keys {
+            if let Some(r) = map.get(k) {
+                out.insert(k.clone(), r.clone());
+            }
+        }
+        Ok(out.into_values().collect())
     }
 
     async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>, StoreError> {

@@ -2,15 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use async_trait::async_trait;
 use meshplane_core::{
-    model::{ResourceKey, resource::ORIGIN_LABEL},
-    store::{ResourceStore, StoreError},
+    model::{ResourceKey, ResourceKind, resource::ORIGIN_LABEL},
+    store::{Record, ResourceStore, Selection, StoreError},
 };
 
 use crate::{
     apply::{Placement, Policy},
-    link::{Outbound, full_view},
+    link::Outbound,
     proto,
     version::version_of,
     view::{GLOBAL_TO_ZONE, Item, ZONE_TO_GLOBAL, ref_of, zone_to_global},
@@ -20,29 +19,24 @@ pub struct ZoneOutbound {
     pub zone: String,
 }
 
-#[async_trait]
 impl Outbound for ZoneOutbound {
     fn view_key(&self, key: &ResourceKey) -> Option<ResourceKey> {
         ZONE_TO_GLOBAL.contains(&key.kind).then(|| key.clone())
     }
 
-    async fn current(
-        &self,
-        store: &dyn ResourceStore,
-        key: &ResourceKey,
-    ) -> Result<Option<Item>, StoreError> {
-        Ok(store
-            .get(key)
-            .await?
-            .and_then(|r| zone_to_global(&r, &self.zone)))
+    fn select(&self, view_keys: &[ResourceKey]) -> Selection {
+        Selection {
+            kinds: Vec::new(),
+            keys: view_keys.to_vec(),
+        }
     }
 
-    async fn full(
-        &self,
-        store: &dyn ResourceStore,
-    ) -> Result<BTreeMap<ResourceKey, Item>, StoreError> {
-        let zone = self.zone.clone();
-        full_view(store, &ZONE_TO_GLOBAL, move |r| zone_to_global(r, &zone)).await
+    fn kinds(&self) -> &'static [ResourceKind] {
+        &ZONE_TO_GLOBAL
+    }
+
+    fn item(&self, rec: &Record) -> Option<Item> {
+        zone_to_global(rec, &self.zone)
     }
 }
 

@@ -2,19 +2,18 @@
 
 use std::collections::BTreeMap;
 
-use async_trait::async_trait;
 use meshplane_core::{
     model::{
         ResourceKey, ResourceKind,
         resource::{ORIGIN_LABEL, ZONE_LABEL},
     },
-    store::{ResourceStore, StoreError},
+    store::{Record, ResourceStore, Selection, StoreError},
     tokens::TokenKind,
 };
 
 use crate::{
     apply::{Placement, Policy},
-    link::{Outbound, full_view},
+    link::Outbound,
     proto,
     version::version_of,
     view::{
@@ -41,29 +40,30 @@ fn store_key(view_key: &ResourceKey) -> ResourceKey {
     view_key.clone()
 }
 
-#[async_trait]
 impl Outbound for GlobalOutbound {
     fn view_key(&self, key: &ResourceKey) -> Option<ResourceKey> {
         global_view_key(key)
     }
 
-    async fn current(
-        &self,
-        store: &dyn ResourceStore,
-        view_key: &ResourceKey,
-    ) -> Result<Option<Item>, StoreError> {
-        let rec = store.get(&store_key(view_key)).await?;
-        Ok(rec
-            .as_ref()
-            .and_then(global_to_zone)
-            .filter(|i| i.key == *view_key))
+    /// A Mesh is read with every Secret of its mesh: the CA Secrets its write created reach the
+    /// zone in the same push.
+    fn select(&self, view_keys: &[ResourceKey]) -> Selection {
+        let mut sel = Selection::default();
+        for k in view_keys {
+            sel.keys.push(store_key(k));
+            if k.kind == ResourceKind::Mesh {
+                sel.kinds.push((ResourceKind::Secret, Some(k.name.clone())));
+            }
+        }
+        sel
     }
 
-    async fn full(
-        &self,
-        store: &dyn ResourceStore,
-    ) -> Result<BTreeMap<ResourceKey, Item>, StoreError> {
-        full_view(store, &GLOBAL_TO_ZONE, global_to_zone).await
+    fn kinds(&self) -> &'static [ResourceKind] {
+        &GLOBAL_TO_ZONE
+    }
+
+    fn item(&self, rec: &Record) -> Option<Item> {
+        global_to_zone(rec)
     }
 }
 
