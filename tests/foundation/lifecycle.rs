@@ -319,3 +319,66 @@ async fn the_embedded_memory_store_serves_the_same_api() {
     assert_eq!(s, 200);
     assert!(m.get("mtls").is_none(), "{m}");
 }
+
+/// A Mesh whose CA Secrets were lost behind global's back (an incomplete restore, a hand edit) is
+/// reported at start with what to do, and an update never mints a new CA for it: a new CA would
+/// silently break the trust of every dataplane in the Mesh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mesh_that_lost_its_ca_secrets_is_reported_at_start_and_never_regenerated() {
+    let (db, mut g) = pg_global(&[]).await;
+    let mesh = json!({"type": "Mesh", "name": "lost",
+        "mtls": {"enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]}});
+    put_expect(&g.api, "/meshes/lost", &mesh, 201).await;
+    assert!(
+        g.proc
+            .logs()
+            .contains("every Mesh has the Secrets its CA backends read"),
+        "a clean store is reported clean at start"
+    );
+    assert_eq!(g.proc.terminate(WAIT).await.expect("terminate"), Some(0));
+    let mut conn = PgConnection::connect(&db.url).await.expect("connect");
+    let gone = sqlx::query("DELETE FROM resources WHERE type = 'Secret' AND mesh = 'lost'")
+        .execute(&mut conn)
+        .await
+        .expect("delete the CA Secrets")
+        .rows_affected();
+    assert_eq!(gone, 2);
+    let _ = conn.close().await;
+
+    g.launch().await.expect("restart");
+    let logs = g.proc.logs();
+    for needle in [
+        "store invariant violated at global",
+        "lost.ca-builtin-cert-ca-1",
+        "lost.ca-builtin-key-ca-1",
+        "restore the missing Secret(s) from a backup",
+    ] {
+        assert!(
+            logs.contains(needle),
+            "the start-up report names {needle:?}:\n{logs}"
+        );
+    }
+
+    let (status, body) = g.api.put("/meshes/lost", &mesh).await.expect("PUT");
+    assert_eq!(status, 400, "{body}");
+    let reason = body["invalid_parameters"][0]["reason"]
+        .as_str()
+        .unwrap_or("");
+    assert_eq!(
+        body["invalid_parameters"][0]["field"], "mtls.backends[0]",
+        "{body}"
+    );
+    assert!(
+        reason.contains("is not regenerated") && reason.contains("restore"),
+        "{body}"
+    );
+    let (status, _) = g
+        .api
+        .get("/meshes/lost/secrets/lost.ca-builtin-cert-ca-1")
+        .await
+        .expect("GET");
+    assert_eq!(
+        status, 404,
+        "no CA was generated behind the operator's back"
+    );
+}

@@ -3,6 +3,7 @@
 //! and which control plane may write which kind.
 
 mod delete;
+pub mod invariants;
 mod mesh;
 #[cfg(test)]
 mod tests;
@@ -218,7 +219,14 @@ impl ResourceManager {
         let mut warnings = Vec::new();
         let mut extra_ops = Vec::new();
         if let Spec::Mesh(spec) = &resource.spec {
-            let (ops, w) = self.prepare_mesh(&key.name, spec).await?;
+            let old = current
+                .as_ref()
+                .and_then(|c| c.to_resource().ok())
+                .and_then(|r| match r.spec {
+                    Spec::Mesh(m) => Some(m),
+                    _ => None,
+                });
+            let (ops, w) = self.prepare_mesh(&key.name, spec, old.as_ref()).await?;
             extra_ops = ops;
             warnings = w;
         }

@@ -112,6 +112,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     {
         tracing::info!("created the default Mesh");
     }
+    if mode == Mode::StandaloneZone {
+        // A standalone zone is its own source of Meshes; a federated one checks after its first
+        // sync, once it holds what global sent.
+        let violations =
+            meshplane_core::manager::invariants::check_ca_material(store.as_ref(), &ca)
+                .await
+                .context("checking that every Mesh has its CA Secrets")?;
+        meshplane_core::manager::invariants::report(&violations, "zone");
+    }
 
     let mut registry = prometheus_client::registry::Registry::with_prefix("meshplane");
     let id_metrics = meshplane_identity::metrics::Metrics::register(&mut registry);
@@ -188,17 +197,33 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         cfg.metrics = kds_metrics;
         let (status_tx, mut status_rx) = watch::channel(SyncStatus::default());
         let synced = readiness.register("initial sync with global");
-        let store = store.clone();
+        let (sync_store, store) = (store.clone(), store.clone());
         let drain = drain_rx.clone();
         tracing::info!(zone = %cfg.zone, global = %cfg.global_address, "federated with global");
         critical.spawn(async move {
-            meshplane_kds::client::run(cfg, store, drain, status_tx).await;
+            meshplane_kds::client::run(cfg, sync_store, drain, status_tx).await;
             ("sync with global", Ok(()))
         });
+        let ca = ca.clone();
         tokio::spawn(async move {
             while status_rx.changed().await.is_ok() {
                 if status_rx.borrow().synced_once {
                     drop(synced);
+                    // What global sent is now here: check it, and report (never repair) a Mesh
+                    // whose CA material is missing.
+                    match meshplane_core::manager::invariants::check_ca_material(
+                        store.as_ref(),
+                        &ca,
+                    )
+                    .await
+                    {
+                        Ok(v) => {
+                            meshplane_core::manager::invariants::report(&v, "zone");
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not check the Meshes' CA Secrets")
+                        }
+                    }
                     return;
                 }
             }

@@ -12,11 +12,14 @@ use super::{ManagerError, ResourceManager};
 
 impl ResourceManager {
     /// Validates the Mesh's backends and returns the writes that create missing CA material, plus
-    /// warnings for the client.
+    /// warnings for the client. `old` is the stored Mesh an update replaces: a backend it already
+    /// had never gets new CA material, since a new CA would silently break the trust of every
+    /// dataplane in the Mesh; its missing material is reported instead.
     pub(super) async fn prepare_mesh(
         &self,
         mesh: &str,
         spec: &MeshSpec,
+        old: Option<&MeshSpec>,
     ) -> Result<(Vec<WriteOp>, Vec<String>), ManagerError> {
         let ctx = MeshCa {
             mesh,
@@ -64,6 +67,13 @@ impl ResourceManager {
                 }
             }
         }
+        if !errors.is_empty() {
+            // A backend that could not read its Secrets because the store is down is not invalid:
+            // the client should retry (503), not fix its Mesh (400).
+            if let Err(e) = self.store.ping().await {
+                return Err(e.into());
+            }
+        }
         errors.into_result().map_err(ManagerError::Invalid)?;
 
         let mut ops = Vec::new();
@@ -72,11 +82,37 @@ impl ResourceManager {
                 continue;
             };
             let created: Vec<Resource> = ca.ensure(&ctx, backend).await.map_err(|e| {
-                ManagerError::Invalid(ValidationError::single(
-                    backends_path.index(i).field("conf"),
-                    e.message().to_string(),
-                ))
+                if e.is_transient() {
+                    // The store could not be read (or written) just now: nothing was decided.
+                    ManagerError::Unavailable(e.to_string())
+                } else {
+                    ManagerError::Invalid(ValidationError::single(
+                        backends_path.index(i).field("conf"),
+                        e.message().to_string(),
+                    ))
+                }
             })?;
+            let existed = old.is_some_and(|o| {
+                o.backends()
+                    .iter()
+                    .any(|b| b.name == backend.name && b.backend_type == backend.backend_type)
+            });
+            if existed && !created.is_empty() {
+                let names: Vec<String> = created
+                    .iter()
+                    .map(|r| format!("{:?}", r.meta.name))
+                    .collect();
+                return Err(ManagerError::Invalid(ValidationError::single(
+                    backends_path.index(i),
+                    format!(
+                        "the CA material of this existing backend is missing (Secret {}); it is not \
+                         regenerated, because a new CA would break the trust of every dataplane in \
+                         the Mesh: restore the Secret from a backup, or add a backend under a new \
+                         name to rotate to a new CA",
+                        names.join(", ")
+                    ),
+                )));
+            }
             for r in created {
                 let owner = Some(crate::model::ResourceKey::mesh(mesh));
                 ops.push(WriteOp::create(&r, owner));

@@ -134,6 +134,61 @@ async fn create_then_update_and_ensure_once() {
 }
 
 #[tokio::test]
+async fn an_existing_backend_whose_ca_is_gone_is_refused_not_regenerated() {
+    let (m, _) = setup(Mode::Global);
+    m.apply(mesh_with_builtin("m3", false), ApplyOptions::default())
+        .await
+        .expect("create");
+    let secret = ResourceKey::in_mesh(ResourceKind::Secret, "m3", "m3.ca-builtin-cert-ca-1");
+    // Lost behind the manager's back (a restore from an incomplete backup, a hand edit).
+    m.store()
+        .write(vec![WriteOp::Delete {
+            key: secret.clone(),
+            expected_version: None,
+        }])
+        .await
+        .expect("delete");
+    let (_, version) = m
+        .get(&ResourceKey::mesh("m3"))
+        .await
+        .expect("get")
+        .expect("mesh");
+    let err = m
+        .apply(mesh_with_builtin("m3", false), ApplyOptions::default())
+        .await
+        .expect_err("an update must not mint a new CA for an existing backend");
+    let ManagerError::Invalid(v) = err else {
+        panic!("expected Invalid, got {err:?}")
+    };
+    assert_eq!(v.violations[0].field, "mtls.backends[0]");
+    assert!(
+        v.violations[0].reason.contains("m3.ca-builtin-cert-ca-1")
+            && v.violations[0].reason.contains("restore"),
+        "{v}"
+    );
+    assert!(
+        m.get(&secret).await.expect("get").is_none(),
+        "nothing regenerated"
+    );
+    let (_, after) = m
+        .get(&ResourceKey::mesh("m3"))
+        .await
+        .expect("get")
+        .expect("mesh");
+    assert_eq!(version, after, "the refused update wrote nothing");
+
+    // A new backend name is a deliberate new CA, and gets one.
+    let renamed = parse(
+        json!({"type": "Mesh", "name": "m3", "mtls": {"enabledBackend": "ca-2", "backends": [{"name": "ca-2", "type": "builtin"}]}}),
+    );
+    m.apply(renamed, ApplyOptions::default())
+        .await
+        .expect("a renamed backend gets a new CA");
+    let fresh = ResourceKey::in_mesh(ResourceKind::Secret, "m3", "m3.ca-builtin-cert-ca-2");
+    assert!(m.get(&fresh).await.expect("get").is_some());
+}
+
+#[tokio::test]
 async fn failed_backend_validation_stores_nothing() {
     let (m, ca) = setup(Mode::Global);
     *ca.fail_with.lock().expect("lock") =
