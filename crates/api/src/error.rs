@@ -53,6 +53,25 @@ impl ApiError {
         }
     }
 
+    pub fn unauthenticated(detail: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            title: "Unauthenticated",
+            detail: detail.into(),
+            invalid: None,
+        }
+    }
+
+    /// Kuma answers 403 with this title when a caller may not do what it asked.
+    pub fn access_denied(detail: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            title: "Access Denied",
+            detail: detail.into(),
+            invalid: None,
+        }
+    }
+
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self {
             status: StatusCode::SERVICE_UNAVAILABLE,
