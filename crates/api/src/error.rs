@@ -72,6 +72,15 @@ impl ApiError {
         }
     }
 
+    pub fn unsupported_media_type(detail: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            title: "Unsupported Media Type",
+            detail: detail.into(),
+            invalid: None,
+        }
+    }
+
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self {
             status: StatusCode::SERVICE_UNAVAILABLE,
