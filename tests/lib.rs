@@ -458,6 +458,28 @@ pub async fn meshctl(
     ))
 }
 
+/// Reads one HTTP/1.1 answer to its end (the request said `Connection: close`), within 90 s, and
+/// returns its status, head and the rest as sent: for tests that write requests byte for byte.
+pub async fn read_answer(
+    sock: &mut tokio::net::TcpStream,
+) -> anyhow::Result<(u16, String, String)> {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(90), sock.read_to_end(&mut answer))
+        .await
+        .context("no answer within 90 s")??;
+    let text = String::from_utf8_lossy(&answer);
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("not an HTTP answer: {text:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no status in {head:?}"))?;
+    Ok((status, head.to_string(), rest.to_string()))
+}
+
 /// Runs a program and returns (exit code, stdout, stderr).
 pub async fn run(program: &str, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
     let out = tokio::process::Command::new(program)

@@ -124,7 +124,7 @@ async fn raw(
     body: &[u8],
     chunked: bool,
 ) -> (u16, Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let mut sock = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let framing = if chunked {
         "Transfer-Encoding: chunked".to_string()
@@ -149,28 +149,16 @@ async fn raw(
     } else {
         let _ = sock.write_all(body).await;
     }
-    let mut answer = Vec::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(90),
-        sock.read_to_end(&mut answer),
-    )
-    .await
-    .expect("an answer in time")
-    .expect("read the answer");
-    let text = String::from_utf8_lossy(&answer);
-    let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP answer");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status");
+    let (status, head, rest) = meshplane_tests::read_answer(&mut sock)
+        .await
+        .expect("an answer");
     let body = if head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
     {
-        dechunk(rest)
+        dechunk(&rest)
     } else {
-        rest.to_string()
+        rest
     };
     (
         status,

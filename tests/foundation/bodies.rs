@@ -135,7 +135,7 @@ async fn malformed_oversized_and_hostile_bodies_are_4xx_and_the_server_keeps_ser
 /// client is not used: after a 413 the server closes the connection without saying
 /// `Connection: close`, which a keep-alive client only notices on its next request (see report).
 async fn oversized_put(addr: &str, limit: usize, chunked: bool) -> (u16, Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let mut sock = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let body = format!(
         "{{\"type\":\"Mesh\",\"name\":\"hostile\",\"pad\":\"{}\"}}",
@@ -161,19 +161,10 @@ async fn oversized_put(addr: &str, limit: usize, chunked: bool) -> (u16, Value) 
     };
     // The server may answer and stop reading before everything is written.
     let _ = sock.write_all(&payload).await;
-    let mut answer = Vec::new();
-    tokio::time::timeout(WAIT, sock.read_to_end(&mut answer))
+    let (status, _, body) = meshplane_tests::read_answer(&mut sock)
         .await
-        .expect("an answer within the timeout")
-        .expect("read the answer");
-    let text = String::from_utf8_lossy(&answer);
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    (status, serde_json::from_str(body).unwrap_or(json!(body)))
+        .expect("an answer");
+    (status, serde_json::from_str(&body).unwrap_or(json!(body)))
 }
 
 // ---------------------------------------------------------------------------------------------

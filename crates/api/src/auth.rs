@@ -1,24 +1,24 @@
-//! Who may do what on the API, as in Kuma: clients on the loopback interface are admins (this can be
-//! turned off, and must be behind a local reverse proxy); everyone else needs a user token
-//! (`meshctl generate user-token`) to write anything or to read Secrets. Reading other resources,
-//! health and metrics stays open. The peer address is the socket's; forwarded headers are ignored,
-//! since anyone can send them.
+//! Who may do what on the API, as in Kuma: a local tool talking to the server directly over loopback
+//! is the admin (`loopback.rs` says exactly when; this can be turned off); everyone else needs a
+//! user token (`meshctl generate user-token`) to write anything or to read Secrets. Reading other
+//! resources, health and metrics stays open. A token that is presented is always checked, from
+//! loopback too, and writes a browser sends for another site's page are refused outright.
 
 use std::net::SocketAddr;
 
 use axum::{
     extract::{ConnectInfo, Request, State},
-    http::{Method, StatusCode, header},
+    http::{HeaderValue, Method, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
 use meshplane_core::tokens::{TokenKind, UserClaims};
 
-use crate::{ApiError, ApiState};
+use crate::{ApiError, ApiState, loopback};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AccessConfig {
-    /// Treat loopback clients as admins (Kuma's default).
+    /// Treat direct loopback clients as admins (Kuma's default).
     pub localhost_is_admin: bool,
 }
 
@@ -30,22 +30,34 @@ impl Default for AccessConfig {
     }
 }
 
+/// GET and HEAD; every other method is treated as a write (no route answers OPTIONS or TRACE).
+pub(crate) fn is_read(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD
+}
+
 fn needs_token(method: &Method, path: &str) -> bool {
-    let reads = method == Method::GET || method == Method::HEAD;
     let secret_path = path == "/secrets"
         || path.starts_with("/global-secrets")
         || path.split('/').any(|seg| seg == "secrets");
-    !reads || secret_path
+    !is_read(method) || secret_path
 }
 
-fn unauthenticated(detail: impl Into<String>) -> Response {
-    ApiError {
-        status: StatusCode::UNAUTHORIZED,
-        title: "Unauthenticated",
-        detail: detail.into(),
-        invalid: None,
-    }
-    .into_response()
+const TOKEN_HINT: &str = "Authorization: Bearer <token>; see meshctl generate user-token";
+
+/// The user a presented `Authorization` header proves, or why it proves nothing.
+async fn verify(s: &ApiState, value: &HeaderValue) -> Result<String, String> {
+    let text = value
+        .to_str()
+        .map_err(|_| "the Authorization header is not text".to_string())?;
+    let token = match text.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        _ => return Err(format!("Authorization must be a user token ({TOKEN_HINT})")),
+    };
+    s.verifier
+        .verify::<UserClaims>(TokenKind::User, token)
+        .await
+        .map(|v| v.claims.name)
+        .map_err(|e| format!("user token refused: {e}"))
 }
 
 pub async fn middleware(
@@ -54,37 +66,45 @@ pub async fn middleware(
     req: Request,
     next: Next,
 ) -> Response {
-    if s.access.localhost_is_admin && peer.ip().is_loopback() {
-        return next.run(req).await;
-    }
-    if !needs_token(req.method(), req.uri().path()) {
-        return next.run(req).await;
-    }
-    let Some(token) = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        tracing::info!(%peer, method = %req.method(), path = req.uri().path(), "refused: no user token");
-        return unauthenticated(
-            "a user token is required for this request (Authorization: Bearer <token>; see meshctl generate user-token)",
-        );
-    };
-    match s
-        .verifier
-        .verify::<UserClaims>(TokenKind::User, token.trim())
-        .await
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    if !is_read(&method)
+        && let Some(why) = loopback::cross_site(req.uri(), req.headers())
     {
-        Ok(v) => {
-            tracing::debug!(user = %v.claims.name, %peer, method = %req.method(), path = req.uri().path(), "authenticated");
-            next.run(req).await
-        }
-        Err(e) => {
-            tracing::info!(%peer, method = %req.method(), path = req.uri().path(), reason = %e, "refused: invalid user token");
-            unauthenticated(format!("user token refused: {e}"))
-        }
+        tracing::info!(%peer, %method, path, reason = %why, "refused: cross-site write");
+        return ApiError::access_denied(format!("cross-site request refused: {why}"))
+            .into_response();
     }
+    // Checked before the loopback rule: a local tool holding a bad, expired or revoked token has a
+    // problem its user must hear about, not one the admin rule silently papers over.
+    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        return match verify(&s, value).await {
+            Ok(user) => {
+                tracing::debug!(user, %peer, %method, path, "authenticated");
+                next.run(req).await
+            }
+            Err(detail) => {
+                tracing::info!(%peer, %method, path, reason = %detail, "refused: invalid user token");
+                ApiError::unauthenticated(detail).into_response()
+            }
+        };
+    }
+    let not_admin = if s.access.localhost_is_admin {
+        match loopback::direct(peer.ip(), req.uri(), req.headers()) {
+            Ok(()) => return next.run(req).await,
+            Err(why) => Some(why),
+        }
+    } else {
+        None
+    };
+    if !needs_token(&method, &path) {
+        return next.run(req).await;
+    }
+    let mut detail = format!("a user token is required for this request ({TOKEN_HINT})");
+    if let Some(why) = &not_admin {
+        detail.push_str(&format!("; not the loopback admin: {why}"));
+    }
+    tracing::info!(%peer, %method, path, not_admin = not_admin.as_ref().map(tracing::field::display), "refused: no user token");
+    ApiError::unauthenticated(detail).into_response()
 }
 
 #[cfg(test)]

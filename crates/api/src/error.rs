@@ -53,6 +53,34 @@ impl ApiError {
         }
     }
 
+    pub fn unauthenticated(detail: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            title: "Unauthenticated",
+            detail: detail.into(),
+            invalid: None,
+        }
+    }
+
+    /// Kuma answers 403 with this title when a caller may not do what it asked.
+    pub fn access_denied(detail: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            title: "Access Denied",
+            detail: detail.into(),
+            invalid: None,
+        }
+    }
+
+    pub fn unsupported_media_type(detail: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            title: "Unsupported Media Type",
+            detail: detail.into(),
+            invalid: None,
+        }
+    }
+
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self {
             status: StatusCode::SERVICE_UNAVAILABLE,

@@ -7,6 +7,7 @@ mod body;
 mod error;
 mod health;
 mod list;
+mod loopback;
 mod overview;
 mod resources;
 mod routes;

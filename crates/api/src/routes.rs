@@ -100,6 +100,10 @@ pub fn router(state: ApiState, extra: Router<ApiState>) -> Router {
         .route("/dataplanes", global_list(Dataplane))
         .merge(extra)
         .fallback(|| async { crate::ApiError::not_found("no such API path") })
+        // Inside the access check: who may write is answered before what they wrote in.
+        .layer(axum::middleware::from_fn(
+            crate::body::require_document_type,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::middleware,

@@ -90,8 +90,9 @@ pub struct RunArgs {
     /// Directory for generated files (the sync CA for zones). Defaults to `$HOME/.meshplane`.
     #[arg(long, env = "MESHPLANE_WORK_DIR", value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
-    /// Treat API clients on the loopback interface as admins, as Kuma does. Set to false behind a
-    /// reverse proxy on the same host: then every write and Secret read needs a user token.
+    /// Treat direct local API clients as admins, as Kuma does: loopback peer and Host, no proxy
+    /// headers, no cross-site Origin or Sec-Fetch-Site. Set to false behind a reverse proxy on the
+    /// same host that adds no proxy headers: then every write and Secret read needs a user token.
     #[arg(long, env = "MESHPLANE_API_LOCALHOST_IS_ADMIN", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub api_localhost_is_admin: bool,
     /// This replica's id, shown by `GET /` and in zone insights. Defaults to `<hostname>-<random>`.

@@ -1,6 +1,7 @@
 //! Security end to end: the API refuses writes and Secret reads without a user token (when loopback
 //! is not trusted), a PostgreSQL dump reveals no secret, no log line of a whole running system
-//! carries a token or key it used, and a Mesh with dataplanes is not deleted by accident.
+//! carries a token or key it used, and a Mesh with dataplanes is not deleted by accident; who counts
+//! as the loopback admin is in `loopback.rs`.
 
 use std::time::Duration;
 
@@ -8,6 +9,8 @@ use base64::Engine;
 use meshplane_test_support::openbao::OpenBao;
 use meshplane_tests::{Agent, Global, Store, Zone, eventually, meshctl, migrated_db, run};
 use serde_json::json;
+
+mod loopback;
 
 const WAIT: Duration = Duration::from_secs(60);
 
