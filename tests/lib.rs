@@ -367,6 +367,16 @@ pub struct Agent {
 
 impl Agent {
     pub async fn start(zone: &Zone, dataplane_yaml: &str, token: &str) -> anyhow::Result<Self> {
+        Self::start_with(zone, dataplane_yaml, token, &[]).await
+    }
+
+    /// `start` with further flags for the agent (`--metrics-addr`, …).
+    pub async fn start_with(
+        zone: &Zone,
+        dataplane_yaml: &str,
+        token: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let dp = dir.path().join("dataplane.yaml");
         std::fs::write(&dp, dataplane_yaml)?;
@@ -374,7 +384,7 @@ impl Agent {
         std::fs::write(&tok, token)?;
         let cert_dir = dir.path().join("certs");
         let socket = dir.path().join("workload.sock");
-        let args: Vec<String> = vec![
+        let mut args: Vec<String> = vec![
             "run".into(),
             "--cp-address".into(),
             zone.dp_url(),
@@ -389,6 +399,7 @@ impl Agent {
             "--workload-api-socket".into(),
             socket.display().to_string(),
         ];
+        args.extend(extra.iter().map(|s| s.to_string()));
         let log = dir.path().join("agent.log");
         let proc =
             Proc::spawn_logging_to("agent", &bin("meshplane-dp"), &args, &[], log, None).await?;

@@ -48,20 +48,26 @@ pub async fn readyz(State(s): State<ApiState>) -> Response {
 }
 
 pub async fn metrics(State(s): State<ApiState>) -> Response {
-    let mut out = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &s.metrics) {
-        return (
+    encode_metrics(s.metrics.clone()).await
+}
+
+/// The registry as OpenMetrics text, for the API's `/metrics` and the metrics-only listener.
+pub async fn encode_metrics(
+    reg: std::sync::Arc<prometheus_client::registry::Registry>,
+) -> Response {
+    match meshplane_core::runtime::metrics::encode(&reg) {
+        Ok(out) => (
+            [(
+                header::CONTENT_TYPE,
+                meshplane_core::runtime::metrics::OPENMETRICS,
+            )],
+            out,
+        )
+            .into_response(),
+        Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("could not encode metrics: {e}"),
         )
-            .into_response();
+            .into_response(),
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        out,
-    )
-        .into_response()
 }

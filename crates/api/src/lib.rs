@@ -8,6 +8,7 @@ mod error;
 mod health;
 mod list;
 mod loopback;
+pub mod metrics;
 mod overview;
 mod resources;
 mod routes;
@@ -47,6 +48,22 @@ pub async fn serve(
             tokio::try_join!(plain, serve_on(tls, router, drain)).map(|_| ())
         }
     }
+}
+
+/// Serves only `/metrics` from `registry` on `listener` (`--metrics-addr`) until `drain` is
+/// signaled.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    registry: std::sync::Arc<prometheus_client::registry::Registry>,
+    drain: drain::Watch,
+) -> std::io::Result<()> {
+    let router = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || health::encode_metrics(registry.clone())),
+        )
+        .fallback(|| async { ApiError::not_found("only /metrics is served here") });
+    serve_on(listener, router, drain).await
 }
 
 async fn serve_on<L>(listener: L, router: axum::Router, drain: drain::Watch) -> std::io::Result<()>

@@ -114,5 +114,10 @@ pub fn router(state: ApiState, extra: Router<ApiState>) -> Router {
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
+        // Outermost, so refusals and timeouts are counted with the status the client saw.
+        .layer(axum::middleware::from_fn_with_state(
+            state.api_metrics.clone(),
+            crate::metrics::track,
+        ))
         .with_state(state)
 }

@@ -25,6 +25,8 @@ pub struct ApiState {
     pub info: Arc<ServerInfo>,
     pub readiness: Readiness,
     pub metrics: Arc<Registry>,
+    /// Request counts and latencies, recorded by `metrics::track`.
+    pub api_metrics: crate::metrics::ApiMetrics,
     /// Present where tokens are issued (global, standalone zones).
     pub tokens: Option<Tokens>,
     /// Verifies user tokens (with the private keys at global, the synced public keys at a zone).

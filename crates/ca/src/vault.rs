@@ -12,6 +12,7 @@ pub mod aws;
 pub mod aws_creds;
 mod client;
 pub mod error;
+pub mod metrics;
 mod pki;
 mod retry;
 mod tls;

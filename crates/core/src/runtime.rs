@@ -6,6 +6,7 @@ pub mod config;
 pub mod critical;
 pub mod datasource_args;
 pub mod host;
+pub mod metrics;
 pub mod readiness;
 pub mod signal;
 pub mod store_args;

@@ -5,6 +5,7 @@ pub mod conformance;
 pub mod encrypted;
 pub mod events;
 pub mod memory;
+pub mod metered;
 #[cfg(test)]
 mod tests;
 

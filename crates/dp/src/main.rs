@@ -66,8 +66,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => None,
     };
 
-    let mut registry = prometheus_client::registry::Registry::with_prefix("meshplane");
-    let metrics = metrics::Metrics::register(&mut registry);
+    let mut registry =
+        meshplane_core::runtime::metrics::root_registry("meshplane-dp", env!("CARGO_PKG_VERSION"));
+    let metrics = metrics::Metrics::register(registry.sub_registry_with_prefix("meshplane"));
     let (state_tx, state_rx) = watch::channel(None);
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {

@@ -48,9 +48,19 @@ pub async fn serve(
         axum::routing::get(move || {
             let reg = reg.clone();
             async move {
-                let mut out = String::new();
-                let _ = prometheus_client::encoding::text::encode(&mut out, &reg);
-                out
+                match meshplane_core::runtime::metrics::encode(&reg) {
+                    Ok(out) => axum::response::IntoResponse::into_response((
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            meshplane_core::runtime::metrics::OPENMETRICS,
+                        )],
+                        out,
+                    )),
+                    Err(e) => axum::response::IntoResponse::into_response((
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("could not encode metrics: {e}"),
+                    )),
+                }
             }
         }),
     );

@@ -46,6 +46,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub api_tls: meshplane_core::runtime::api_args::ApiTlsArgs,
     #[command(flatten)]
+    pub metrics: meshplane_core::runtime::api_args::MetricsArgs,
+    #[command(flatten)]
     pub datasource: meshplane_core::runtime::datasource_args::DataSourceArgs,
     /// Address of the zone sync server (Kuma's KDS port 5685). Zones dial it with TLS.
     #[arg(

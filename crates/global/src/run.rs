@@ -43,17 +43,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let file_dirs = args.datasource.file_dirs().map_err(anyhow::Error::msg)?;
     let readiness = Readiness::new();
     let store_ready = readiness.register("store");
+    // Build info and process metrics at the root, Meshplane's own families under `meshplane_`.
+    let mut root = meshplane_core::runtime::metrics::root_registry(
+        "meshplane-global",
+        env!("CARGO_PKG_VERSION"),
+    );
+    let registry = root.sub_registry_with_prefix("meshplane");
+    let store_metrics = meshplane_core::store::metered::StoreMetrics::register(registry);
+    meshplane_ca::vault::metrics::register(registry);
 
     let (store, store_desc) = meshplane_store_postgres::open_store(&args.store, "meshplane-global")
         .await
         .context("opening the store")?;
+    let store: Arc<dyn meshplane_core::store::ResourceStore> = Arc::new(
+        meshplane_core::store::metered::MeteredStore::new(store, store_metrics),
+    );
     drop(store_ready);
 
     let loader = Arc::new(StoreLoader::with_file_dirs(store.clone(), file_dirs));
-    let registry = meshplane_ca::registry();
+    let ca = meshplane_ca::registry();
     let manager = Arc::new(ResourceManager::new(
         store.clone(),
-        registry,
+        ca,
         loader,
         Mode::Global,
     ));
@@ -76,8 +87,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .instance_id
         .clone()
         .unwrap_or_else(|| host::instance_id(&host::hostname("global")));
-    let mut registry = prometheus_client::registry::Registry::with_prefix("meshplane");
-    let kds_metrics = meshplane_kds::metrics::KdsMetrics::register(&mut registry, true);
+    let api_metrics = meshplane_api::metrics::ApiMetrics::register(registry);
+    let kds_metrics = meshplane_kds::metrics::KdsMetrics::register(registry, true);
     let info = ServerInfo {
         product: "Meshplane",
         version: env!("CARGO_PKG_VERSION"),
@@ -87,11 +98,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         store: store_desc,
     };
     let tokens = Tokens::new(store.clone());
+    let metrics_registry = Arc::new(root);
     let state = ApiState {
         manager: manager.clone(),
         info: Arc::new(info),
         readiness: readiness.clone(),
-        metrics: Arc::new(registry),
+        metrics: metrics_registry.clone(),
+        api_metrics,
         tokens: Some(tokens.clone()),
         verifier: tokens,
         access: meshplane_api::auth::AccessConfig {
@@ -99,6 +112,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
     };
     let router = meshplane_api::router(state, meshplane_api::tokens::routes());
+    let metrics_listener = match args.metrics.metrics_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--metrics-addr {addr}: cannot listen"))?,
+        ),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.api_addr)
         .await
         .with_context(|| format!("--api-addr {}: cannot listen", args.api_addr))?;
@@ -130,6 +151,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let (drain_tx, drain_rx) = drain::channel();
     let mut critical: critical::CriticalTasks<anyhow::Error> = Default::default();
+    if let Some(listener) = metrics_listener {
+        let (drain, reg) = (drain_rx.clone(), metrics_registry.clone());
+        critical.spawn(async move {
+            (
+                "metrics server",
+                meshplane_api::serve_metrics(listener, reg, drain)
+                    .await
+                    .map_err(Into::into),
+            )
+        });
+    }
     {
         let drain = drain_rx.clone();
         critical.spawn(async move {

@@ -57,6 +57,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub api_tls: meshplane_core::runtime::api_args::ApiTlsArgs,
     #[command(flatten)]
+    pub metrics: meshplane_core::runtime::api_args::MetricsArgs,
+    #[command(flatten)]
     pub datasource: meshplane_core::runtime::datasource_args::DataSourceArgs,
     /// Address of the dataplane server (Kuma's port 5678).
     #[arg(

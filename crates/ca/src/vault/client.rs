@@ -95,6 +95,22 @@ impl Endpoint {
         op: Op<'_>,
         timeout: Duration,
     ) -> Result<Reply, VaultError> {
+        let started = std::time::Instant::now();
+        let label = super::metrics::op_label(&op);
+        let r = self.call_once(method, path, token, body, op, timeout).await;
+        super::metrics::observe(label, started, &r);
+        r
+    }
+
+    async fn call_once(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&Secret>,
+        body: Option<&Value>,
+        op: Op<'_>,
+        timeout: Duration,
+    ) -> Result<Reply, VaultError> {
         let mut req = self.request(method, path, token, timeout)?;
         if let Some(b) = body {
             req = req.json(b);
@@ -130,6 +146,17 @@ impl Endpoint {
 
     /// `auth/token/lookup-self` through vaultrs, on this endpoint's pooled client and namespace.
     pub(crate) async fn lookup_self(
+        &self,
+        token: &Secret,
+        timeout: Duration,
+    ) -> Result<vaultrs::api::token::responses::LookupTokenResponse, VaultError> {
+        let started = std::time::Instant::now();
+        let r = self.lookup_self_once(token, timeout).await;
+        super::metrics::observe(super::metrics::op_label(&Op::LookupSelf), started, &r);
+        r
+    }
+
+    async fn lookup_self_once(
         &self,
         token: &Secret,
         timeout: Duration,
@@ -214,6 +241,20 @@ impl Endpoint {
 
     /// A GET whose 2xx body is text (PEM bundles).
     pub(crate) async fn get_text(
+        &self,
+        path: &str,
+        token: Option<&Secret>,
+        op: Op<'_>,
+        timeout: Duration,
+    ) -> Result<String, VaultError> {
+        let started = std::time::Instant::now();
+        let label = super::metrics::op_label(&op);
+        let r = self.get_text_once(path, token, op, timeout).await;
+        super::metrics::observe(label, started, &r);
+        r
+    }
+
+    async fn get_text_once(
         &self,
         path: &str,
         token: Option<&Secret>,

@@ -1,4 +1,5 @@
-//! REST API HTTPS flags shared by the global and zone binaries (Kuma's port 5682).
+//! REST API HTTPS flags shared by the global and zone binaries (Kuma's port 5682), and the
+//! optional metrics-only listener.
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -29,4 +30,12 @@ pub struct ApiTlsArgs {
         value_name = "HOST:PORT"
     )]
     pub api_https_addr: SocketAddr,
+}
+
+#[derive(Clone, Debug, clap::Args, serde::Serialize)]
+pub struct MetricsArgs {
+    /// Also serve `/metrics` (and nothing else) on this address, for a scraper that should not
+    /// reach the REST API (Kuma serves metrics apart from the API too). `/metrics` stays on the API.
+    #[arg(long, env = "MESHPLANE_METRICS_ADDR", value_name = "HOST:PORT")]
+    pub metrics_addr: Option<SocketAddr>,
 }
