@@ -348,6 +348,27 @@ mod tests {
     }
 
     #[test]
+    fn unread_keys_are_kept_and_numbers_as_written() {
+        let v = json!({"path": "", "n": 80, "f": 80.0, "kept": {"a": [1]}});
+        let mut d = Decoder::new();
+        let mut o = d
+            .object(&v, &FieldPath::root().field("conf"))
+            .expect("object");
+        assert_eq!(o.req_string_or(&mut d, "path", "cannot be empty"), None);
+        let n = o
+            .opt_with(&mut d, "n", |d, v, p| d.number(v, p))
+            .expect("n");
+        let f = o
+            .opt_with(&mut d, "f", |d, v, p| d.number(v, p))
+            .expect("f");
+        assert_eq!((n.to_string(), f.to_string()), ("80".into(), "80.0".into()));
+        assert_eq!(Value::Object(o.take_unread()), json!({"kept": {"a": [1]}}));
+        o.finish(&mut d);
+        let errs = d.finish().expect_err("the empty path");
+        assert_eq!(errs.to_string(), "conf.path: cannot be empty");
+    }
+
+    #[test]
     fn null_counts_as_absent() {
         let v = json!({"a": null});
         let mut d = Decoder::new();
