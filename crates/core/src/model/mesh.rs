@@ -9,9 +9,10 @@ use serde_json::Value;
 pub use super::ca_conf::*;
 pub use super::mesh_metrics::*;
 pub use super::mesh_settings::*;
+use super::mesh_telemetry::decode_defaulted;
 pub use super::mesh_telemetry::{
-    DatadogConf, FileLoggingConf, Logging, LoggingBackend, LoggingConf, LoggingType,
-    TcpLoggingConf, Tracing, TracingBackend, TracingConf, TracingType, ZipkinConf,
+    DatadogConf, DefaultedBackends, FileLoggingConf, Logging, LoggingBackend, LoggingConf,
+    LoggingType, TcpLoggingConf, Tracing, TracingBackend, TracingConf, TracingType, ZipkinConf,
 };
 use crate::{
     decode::{Decoder, Obj},
@@ -156,8 +157,8 @@ impl MeshSpec {
     pub(crate) fn decode(d: &mut Decoder, o: &mut Obj<'_>) -> Option<Self> {
         let spec = Self {
             mtls: o.opt_with(d, "mtls", Mtls::decode),
-            logging: o.opt_with(d, "logging", Logging::decode),
-            tracing: o.opt_with(d, "tracing", Tracing::decode),
+            logging: o.opt_with(d, "logging", decode_defaulted::<LoggingBackend>),
+            tracing: o.opt_with(d, "tracing", decode_defaulted::<TracingBackend>),
             metrics: o.opt_with(d, "metrics", Metrics::decode),
             constraints: o.opt_with(d, "constraints", Constraints::decode),
             networking: o.opt_with(d, "networking", Networking::decode),

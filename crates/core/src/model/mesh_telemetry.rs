@@ -12,13 +12,33 @@ use crate::{
     validation::FieldPath,
 };
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+/// A section of backends of which one, named by `defaultBackend`, is the default.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Logging {
+pub struct DefaultedBackends<B> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_backend: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub backends: Option<Vec<LoggingBackend>>,
+    pub backends: Option<Vec<B>>,
+}
+
+impl<B> Default for DefaultedBackends<B> {
+    fn default() -> Self {
+        Self {
+            default_backend: None,
+            backends: None,
+        }
+    }
+}
+
+pub type Logging = DefaultedBackends<LoggingBackend>;
+pub type Tracing = DefaultedBackends<TracingBackend>;
+
+/// A backend type of a `DefaultedBackends` section.
+pub(super) trait SectionBackend: Sized {
+    /// Kuma's reason when `defaultBackend` names no backend.
+    const DEFAULT_REASON: &'static str;
+    fn decode(d: &mut Decoder, v: &Value, path: &FieldPath) -> Option<Self>;
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -58,15 +78,6 @@ pub struct TcpLoggingConf {
     pub address: String,
     #[serde(flatten)]
     pub unread: Map<String, Value>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Tracing {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub default_backend: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub backends: Option<Vec<TracingBackend>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -244,23 +255,27 @@ fn open_conf<'v>(d: &mut Decoder, o: &mut Obj<'v>) -> Option<Obj<'v>> {
     }
 }
 
-impl Logging {
-    pub(super) fn decode(d: &mut Decoder, v: &Value, path: &FieldPath) -> Option<Self> {
-        let rules = NameRules {
-            default_key: "defaultBackend",
-            default_reason: "has to be set to one of the logging backend in mesh",
-            name_first: false,
-        };
-        let (default_backend, backends) =
-            decode_section(d, v, path, &rules, LoggingBackend::decode)?;
-        Some(Self {
-            default_backend,
-            backends,
-        })
-    }
+/// Decodes `logging` or `tracing`, as `B` says.
+pub(super) fn decode_defaulted<B: SectionBackend>(
+    d: &mut Decoder,
+    v: &Value,
+    path: &FieldPath,
+) -> Option<DefaultedBackends<B>> {
+    let rules = NameRules {
+        default_key: "defaultBackend",
+        default_reason: B::DEFAULT_REASON,
+        name_first: false,
+    };
+    let (default_backend, backends) = decode_section(d, v, path, &rules, B::decode)?;
+    Some(DefaultedBackends {
+        default_backend,
+        backends,
+    })
 }
 
-impl LoggingBackend {
+impl SectionBackend for LoggingBackend {
+    const DEFAULT_REASON: &'static str = "has to be set to one of the logging backend in mesh";
+
     fn decode(d: &mut Decoder, v: &Value, path: &FieldPath) -> Option<Self> {
         let mut o = d.object(v, path)?;
         let name = decode_nonempty_name(d, &mut o);
@@ -308,23 +323,9 @@ impl LoggingBackend {
     }
 }
 
-impl Tracing {
-    pub(super) fn decode(d: &mut Decoder, v: &Value, path: &FieldPath) -> Option<Self> {
-        let rules = NameRules {
-            default_key: "defaultBackend",
-            default_reason: "has to be set to one of the tracing backend in mesh",
-            name_first: false,
-        };
-        let (default_backend, backends) =
-            decode_section(d, v, path, &rules, TracingBackend::decode)?;
-        Some(Self {
-            default_backend,
-            backends,
-        })
-    }
-}
+impl SectionBackend for TracingBackend {
+    const DEFAULT_REASON: &'static str = "has to be set to one of the tracing backend in mesh";
 
-impl TracingBackend {
     fn decode(d: &mut Decoder, v: &Value, path: &FieldPath) -> Option<Self> {
         let mut o = d.object(v, path)?;
         let name = decode_nonempty_name(d, &mut o);
