@@ -161,6 +161,10 @@ pub(super) fn decode_section<B>(
     let default = o.opt_string(d, rules.default_key);
     let mut seen = HashSet::new();
     let mut record = |d: &mut Decoder, v: &Value, p: &FieldPath| {
+        if !v.is_object() {
+            // Already reported as not an object; it has no name to compare.
+            return;
+        }
         let name = match v.get("name") {
             None | Some(Value::Null) => "",
             Some(Value::String(s)) => s.as_str(),

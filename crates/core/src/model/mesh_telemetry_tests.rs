@@ -4,6 +4,17 @@
 use super::mesh_sections_tests::refused;
 
 #[test]
+fn backends_that_are_not_objects_have_no_name_to_repeat() {
+    refused(
+        "logging: {backends: [1, 2]}",
+        &[
+            ("logging.backends[0]", "must be an object, not a number"),
+            ("logging.backends[1]", "must be an object, not a number"),
+        ],
+    );
+}
+
+#[test]
 fn logging_rules() {
     refused(
         "logging: {backends: [{type: file, conf: {path: /x}}]}",
