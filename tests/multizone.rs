@@ -1,5 +1,6 @@
 //! Multi-zone sync with real processes over real gRPC/TLS and real PostgreSQL: propagation to several
-//! zones, through either global replica, across restarts and disconnects, and zone authentication.
+//! zones, through either global replica, across restarts and disconnects, zone authentication, and a
+//! Mesh's sections arriving as applied.
 
 use std::time::Duration;
 
@@ -351,4 +352,44 @@ async fn bad_revoked_and_other_zone_tokens_are_refused_without_logging_the_token
     }
     let (_, zones) = g.api.get("/zones").await.expect("zones");
     assert_eq!(zones["total"], 0, "no refused zone was admitted: {zones}");
+}
+
+/// A Mesh's sections besides `mtls` reach a zone exactly as applied at global (the zone decodes
+/// them with the same rules; a difference would be NACKed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mesh_sections_reach_a_zone_as_applied() {
+    let g = Global::start(Store::Memory, &[]).await.expect("global");
+    let zone = Zone::start(&g, "east", Store::Memory, &[])
+        .await
+        .expect("east");
+    let sections = json!({
+        "logging": {"defaultBackend": "tcp-1", "backends": [
+            {"name": "tcp-1", "type": "tcp", "conf": {"address": "logstash:5000", "kept": true}}]},
+        "tracing": {"backends": [{"name": "z", "type": "zipkin", "sampling": 80,
+            "conf": {"url": "http://zipkin:9411/api/v2/spans"}}]},
+        "metrics": {"enabledBackend": "p", "backends": [{"name": "p", "type": "prometheus",
+            "conf": {"port": 5670, "tls": {"mode": "providedTLS"}}}]},
+        "networking": {"outbound": {"passthrough": true}},
+        "routing": {"localityAwareLoadBalancing": true},
+        "constraints": {"dataplaneProxy": {"requirements": [{"tags": {"kuma.io/zone": "east"}}]}},
+        "meshServices": {"mode": "Everywhere"},
+        "skipCreatingInitialPolicies": ["*"]
+    });
+    put_mesh(&g, "observed", sections.clone()).await;
+    // The zone stamps where the Mesh came from, as Kuma does; nothing else differs.
+    let mut want =
+        json!({"type": "Mesh", "name": "observed", "labels": {"kuma.io/origin": "global"}});
+    want.as_object_mut()
+        .expect("object")
+        .extend(sections.as_object().expect("object").clone());
+    let mut got = eventually(WAIT, "the Mesh at the zone", || async {
+        mesh_at(&zone, "observed").await
+    })
+    .await
+    .expect("synced");
+    if let Some(o) = got.as_object_mut() {
+        o.remove("creationTime");
+        o.remove("modificationTime");
+    }
+    assert_eq!(got, want);
 }

@@ -15,6 +15,11 @@ async fn every_shared_example_round_trips_in_json_and_yaml() {
     let text = example("mesh-builtin.yaml");
     round_trip(api, &yaml(&text), &text, 200, json!([])).await;
 
+    // Each example below enables another CA than the one before it, which Kuma refuses while mTLS
+    // is on ("Disable mTLS first and then change the CA"): mTLS goes off between them.
+    let mtls_off = json!({"type": "Mesh", "name": "default"});
+    put_expect(api, "/meshes/default", &mtls_off, 200).await;
+
     // The vault examples point at Vaults that do not exist here: validated, they are refused with
     // the cause under the backend's conf and nothing changes; with skipValidation they round-trip.
     let before = get_ok(api, "/meshes/default").await;
@@ -67,6 +72,7 @@ async fn every_shared_example_round_trips_in_json_and_yaml() {
         "mesh-vault-aws.yaml",
         "mesh-ca-rotation.yaml",
     ] {
+        put_expect(api, "/meshes/default", &mtls_off, 200).await;
         let text = yaml_with_skip_validation(&example(name));
         let doc = yaml(&text);
         assert_eq!(doc["mtls"]["skipValidation"], true, "{name}");

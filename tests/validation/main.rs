@@ -1,6 +1,7 @@
 //! CA backend validation at global (issue 3) through the REST API, against a real OpenBao 2.7.2 set up
 
 mod common;
+mod mesh_sections;
 mod own_ca;
 mod vault;
 mod vault_tls;

@@ -80,6 +80,17 @@ impl Decoder {
         }
     }
 
+    /// Any JSON number, kept as written so that `80` and `80.0` read back as they were applied.
+    pub fn number(&mut self, v: &Value, path: &FieldPath) -> Option<serde_json::Number> {
+        match v {
+            Value::Number(n) => Some(n.clone()),
+            other => {
+                self.violation(path, format!("must be a number, not {}", kind_of(other)));
+                None
+            }
+        }
+    }
+
     pub fn u32(&mut self, v: &Value, path: &FieldPath) -> Option<u32> {
         match v.as_u64().map(u32::try_from) {
             Some(Ok(n)) => Some(n),
@@ -191,18 +202,23 @@ impl<'v> Obj<'v> {
 
     /// A required string: absent or empty gives Kuma's "has to be defined".
     pub fn req_string(&mut self, d: &mut Decoder, key: &str) -> Option<String> {
+        self.req_string_or(d, key, "has to be defined")
+    }
+
+    /// A required string whose absence Kuma words as `reason` (its validators differ by section).
+    pub fn req_string_or(&mut self, d: &mut Decoder, key: &str, reason: &str) -> Option<String> {
         match self.field(key) {
             Some((v, p)) => {
                 let s = d.string(v, &p)?;
                 if s.is_empty() {
-                    d.violation(&p, "has to be defined");
+                    d.violation(&p, reason);
                     None
                 } else {
                     Some(s)
                 }
             }
             None => {
-                d.violation(&self.path.field(key), "has to be defined");
+                d.violation(&self.path.field(key), reason);
                 None
             }
         }
@@ -257,9 +273,19 @@ impl<'v> Obj<'v> {
 
     /// Keys not read so far, with their values, in document order (for opaque pass-through fields).
     pub fn take_rest(&mut self, allowed: &[&str]) -> Map<String, Value> {
+        self.take_where(|k| allowed.contains(&k))
+    }
+
+    /// Every key not read so far, with its value: for objects whose unknown keys Kuma keeps and
+    /// never reads (a logging or tracing backend's `conf`), so they read back as applied.
+    pub fn take_unread(&mut self) -> Map<String, Value> {
+        self.take_where(|_| true)
+    }
+
+    fn take_where(&mut self, keep: impl Fn(&str) -> bool) -> Map<String, Value> {
         let mut out = Map::new();
         for (k, v) in self.map {
-            if allowed.contains(&k.as_str()) && !self.taken.contains(&k.as_str()) {
+            if keep(k) && !self.taken.contains(&k.as_str()) {
                 self.taken.push(k.as_str());
                 out.insert(k.clone(), v.clone());
             }
@@ -319,6 +345,27 @@ mod tests {
                 ("spec.bogus", "unknown field"),
             ]
         );
+    }
+
+    #[test]
+    fn unread_keys_are_kept_and_numbers_as_written() {
+        let v = json!({"path": "", "n": 80, "f": 80.0, "kept": {"a": [1]}});
+        let mut d = Decoder::new();
+        let mut o = d
+            .object(&v, &FieldPath::root().field("conf"))
+            .expect("object");
+        assert_eq!(o.req_string_or(&mut d, "path", "cannot be empty"), None);
+        let n = o
+            .opt_with(&mut d, "n", |d, v, p| d.number(v, p))
+            .expect("n");
+        let f = o
+            .opt_with(&mut d, "f", |d, v, p| d.number(v, p))
+            .expect("f");
+        assert_eq!((n.to_string(), f.to_string()), ("80".into(), "80.0".into()));
+        assert_eq!(Value::Object(o.take_unread()), json!({"kept": {"a": [1]}}));
+        o.finish(&mut d);
+        let errs = d.finish().expect_err("the empty path");
+        assert_eq!(errs.to_string(), "conf.path: cannot be empty");
     }
 
     #[test]

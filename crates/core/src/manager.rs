@@ -2,6 +2,7 @@
 //! `ResourceStore` — structural and backend validation, CA material, ownership, protected deletes,
 //! and which control plane may write which kind.
 
+mod ca_change;
 mod delete;
 pub mod invariants;
 mod mesh;

@@ -4,7 +4,15 @@ pub mod ca_conf;
 pub mod dataplane;
 pub mod datasource;
 pub mod kind;
+mod kuma_net;
 pub mod mesh;
+mod mesh_metrics;
+#[cfg(test)]
+mod mesh_sections_tests;
+mod mesh_settings;
+mod mesh_telemetry;
+#[cfg(test)]
+mod mesh_telemetry_tests;
 pub mod names;
 pub mod resource;
 pub mod secret;

@@ -54,11 +54,14 @@ pub async fn check_ca_material(
     let mut out = Vec::new();
     for rec in recs.iter().filter(|r| r.key.kind == ResourceKind::Mesh) {
         let mesh = rec.key.name.as_str();
-        let Ok(Spec::Mesh(spec)) = rec.to_resource().map(|r| r.spec) else {
+        let spec = rec.to_resource().map(|r| r.spec);
+        let Ok(Spec::Mesh(spec)) = spec else {
+            // Say why: after an upgrade whose validation is stricter, the reason is the fix.
+            let why = spec.err().map(|e| format!(": {e}")).unwrap_or_default();
             out.push(Violation {
                 mesh: mesh.into(),
                 backend: None,
-                problem: format!("Mesh {mesh:?} is stored in a form that cannot be read"),
+                problem: format!("Mesh {mesh:?} is stored in a form that cannot be read{why}"),
                 fix: "re-apply the Mesh from its source YAML".into(),
             });
             continue;

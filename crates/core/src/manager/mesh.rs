@@ -26,6 +26,9 @@ impl ResourceManager {
             loader: self.loader.as_ref(),
         };
         let mut errors = ValidationError::new();
+        if let Some(old) = old {
+            errors.extend(super::ca_change::check_enabled_backend_change(old, spec));
+        }
         let mut warnings = Vec::new();
         let skip = spec.skip_validation();
         if skip && !spec.backends().is_empty() {

@@ -177,15 +177,31 @@ async fn an_existing_backend_whose_ca_is_gone_is_refused_not_regenerated() {
         .expect("mesh");
     assert_eq!(version, after, "the refused update wrote nothing");
 
-    // A new backend name is a deliberate new CA, and gets one.
-    let renamed = parse(
-        json!({"type": "Mesh", "name": "m3", "mtls": {"enabledBackend": "ca-2", "backends": [{"name": "ca-2", "type": "builtin"}]}}),
-    );
-    m.apply(renamed, ApplyOptions::default())
+    // A new backend name is a deliberate new CA, and gets one. Switching straight to it is Kuma's
+    // forbidden CA change (no dataplane trusts it yet); with mTLS off first it is allowed.
+    let renamed = |enabled: Option<&str>| {
+        let mut mtls = json!({"backends": [{"name": "ca-2", "type": "builtin"}]});
+        if let Some(e) = enabled {
+            mtls["enabledBackend"] = json!(e);
+        }
+        parse(json!({"type": "Mesh", "name": "m3", "mtls": mtls}))
+    };
+    let err = m
+        .apply(renamed(Some("ca-2")), ApplyOptions::default())
+        .await
+        .expect_err("switching the CA while mTLS is on");
+    let ManagerError::Invalid(v) = err else {
+        panic!("expected Invalid, got {err:?}")
+    };
+    assert_eq!(v.violations[0].field, "mtls.enabledBackend", "{v}");
+    m.apply(renamed(None), ApplyOptions::default())
         .await
         .expect("a renamed backend gets a new CA");
     let fresh = ResourceKey::in_mesh(ResourceKind::Secret, "m3", "m3.ca-builtin-cert-ca-2");
     assert!(m.get(&fresh).await.expect("get").is_some());
+    m.apply(renamed(Some("ca-2")), ApplyOptions::default())
+        .await
+        .expect("enabling mTLS again on the new backend");
 }
 
 #[tokio::test]

@@ -1,11 +1,19 @@
-//! The `Mesh` resource: its `mtls` block and each CA backend's typed `conf`.
+//! The `Mesh` resource: its spec, its `mtls` block and each CA backend's typed `conf`; the other
+//! sections live in `mesh_telemetry`, `mesh_metrics` and `mesh_settings`.
 
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 pub use super::ca_conf::*;
+pub use super::mesh_metrics::*;
+pub use super::mesh_settings::*;
+use super::mesh_telemetry::decode_defaulted;
+pub use super::mesh_telemetry::{
+    DatadogConf, DefaultedBackends, FileLoggingConf, Logging, LoggingBackend, LoggingConf,
+    LoggingType, TcpLoggingConf, Tracing, TracingBackend, TracingConf, TracingType, ZipkinConf,
+};
 use crate::{
     decode::{Decoder, Obj},
     duration::{KumaDuration, Timeout},
@@ -18,26 +26,28 @@ pub const DEFAULT_DP_CERT_EXPIRATION: Duration = Duration::from_secs(24 * 3600);
 /// Kuma's default for `rootChain.requestTimeout`.
 pub const DEFAULT_ROOT_CHAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Mesh fields of Kuma 2.x that Meshplane does not interpret but keeps, so users' YAML round-trips.
-const OPAQUE_MESH_FIELDS: [&str; 8] = [
-    "logging",
-    "tracing",
-    "metrics",
-    "networking",
-    "routing",
-    "constraints",
-    "skipCreatingInitialPolicies",
-    "meshServices",
-];
-
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MeshSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mtls: Option<Mtls>,
-    /// Kuma Mesh fields outside Meshplane's scope, kept verbatim.
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<Tracing>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logging: Option<Logging>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Metrics>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub networking: Option<Networking>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing: Option<Routing>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub constraints: Option<Constraints>,
+    /// Kuma's default policies not to create with the Mesh; `*` means none of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip_creating_initial_policies: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mesh_services: Option<MeshServices>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -142,15 +152,40 @@ impl MeshSpec {
             .unwrap_or(false)
     }
 
+    /// Decodes the spec's sections in the order Kuma validates them, so violations are listed as
+    /// `kumactl` users know them.
     pub(crate) fn decode(d: &mut Decoder, o: &mut Obj<'_>) -> Option<Self> {
-        let mtls = o.opt_with(d, "mtls", Mtls::decode);
-        let extra = o.take_rest(&OPAQUE_MESH_FIELDS);
-        let failed = d.has_errors();
-        if failed {
-            None
-        } else {
-            Some(Self { mtls, extra })
+        let spec = Self {
+            mtls: o.opt_with(d, "mtls", Mtls::decode),
+            logging: o.opt_with(d, "logging", decode_defaulted::<LoggingBackend>),
+            tracing: o.opt_with(d, "tracing", decode_defaulted::<TracingBackend>),
+            metrics: o.opt_with(d, "metrics", Metrics::decode),
+            constraints: o.opt_with(d, "constraints", Constraints::decode),
+            networking: o.opt_with(d, "networking", Networking::decode),
+            routing: o.opt_with(d, "routing", Routing::decode),
+            mesh_services: o.opt_with(d, "meshServices", MeshServices::decode),
+            skip_creating_initial_policies: o.opt_list(
+                d,
+                "skipCreatingInitialPolicies",
+                |d, v, p| d.string(v, p),
+            ),
+        };
+        let zone_egress = spec.routing.as_ref().and_then(|r| r.zone_egress) == Some(true);
+        if zone_egress && !spec.mtls_enabled() {
+            d.violation(
+                &FieldPath::root().field("mtls"),
+                "has to be set when zoneEgress enabled",
+            );
         }
+        (!d.has_errors()).then_some(spec)
+    }
+
+    /// Kuma's `MTLSEnabled`: an `enabledBackend` is named.
+    pub fn mtls_enabled(&self) -> bool {
+        self.mtls
+            .as_ref()
+            .and_then(|m| m.enabled_backend.as_deref())
+            .is_some_and(|n| !n.is_empty())
     }
 }
 

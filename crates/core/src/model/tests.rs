@@ -9,7 +9,7 @@ fn examples_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/examples")
 }
 
-fn violations(v: Value) -> Vec<(String, String)> {
+pub(super) fn violations(v: Value) -> Vec<(String, String)> {
     match Resource::from_universal(&v) {
         Ok(r) => panic!("expected violations, got {r:?}"),
         Err(e) => e
@@ -91,8 +91,8 @@ fn vault_example_is_typed() {
 }
 
 #[test]
-fn opaque_kuma_mesh_fields_are_kept() {
-    let doc = json!({"type": "Mesh", "name": "m", "logging": {"backends": [{"name": "f", "type": "file"}]}, "skipCreatingInitialPolicies": ["*"]});
+fn kuma_mesh_sections_are_kept() {
+    let doc = json!({"type": "Mesh", "name": "m", "logging": {"backends": [{"name": "f", "type": "file", "conf": {"path": "/dev/stdout"}}]}, "skipCreatingInitialPolicies": ["*"]});
     let r = Resource::from_universal(&doc).expect("valid");
     assert_eq!(r.to_universal(), doc);
 }
