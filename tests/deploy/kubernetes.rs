@@ -422,4 +422,45 @@ fn config_paths_are_mounted(name: &str, pod: &Value, docs: &[&Value]) {
             );
         }
     }
+    // The database URL carries the password: every container (the migrations too) reads it from a
+    // file on a Secret volume, never from an environment variable (every process in the container
+    // and `kubectl describe` see those).
+    let text = serde_json::to_string(pod).expect("json");
+    assert!(
+        !text.contains("MESHPLANE_DATABASE_URL"),
+        "{name}: the database URL in an environment variable"
+    );
+    for (_, ctr) in containers(pod) {
+        let cname = ctr["name"].as_str().unwrap_or_default();
+        let cmd: Vec<&str> = ctr["command"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let at = cmd
+            .iter()
+            .position(|a| *a == "--database-url-file")
+            .unwrap_or_else(|| panic!("{name}/{cname}: no --database-url-file"));
+        let file = Path::new(cmd[at + 1]);
+        let volume = ctr["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| file.starts_with(m["mountPath"].as_str().unwrap_or("-")))
+            .and_then(|m| {
+                pod["volumes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|v| v["name"] == m["name"])
+            })
+            .unwrap_or_else(|| panic!("{name}/{cname}: {} is on no volume", file.display()));
+        assert!(
+            volume["secret"]["secretName"]
+                .as_str()
+                .is_some_and(|s| s.ends_with("-db")),
+            "{name}/{cname}: the database URL file comes from the -db Secret: {volume}"
+        );
+    }
 }
