@@ -77,11 +77,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::info!("created the default Mesh");
     }
     // Reported, never repaired: a regenerated CA would break every dataplane's trust.
-    let violations =
-        meshplane_core::manager::invariants::check_ca_material(store.as_ref(), manager.ca())
-            .await
-            .context("checking that every Mesh has its CA Secrets")?;
-    meshplane_core::manager::invariants::report(&violations, "global");
+    meshplane_core::manager::invariants::check_and_report(store.as_ref(), manager.ca(), "global")
+        .await
+        .context("checking that every Mesh has its CA Secrets")?;
 
     let instance = args
         .instance_id

@@ -126,11 +126,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if mode == Mode::StandaloneZone {
         // A standalone zone is its own source of Meshes; a federated one checks after its first
         // sync, once it holds what global sent.
-        let violations =
-            meshplane_core::manager::invariants::check_ca_material(store.as_ref(), &ca)
-                .await
-                .context("checking that every Mesh has its CA Secrets")?;
-        meshplane_core::manager::invariants::report(&violations, "zone");
+        meshplane_core::manager::invariants::check_and_report(store.as_ref(), &ca, "zone")
+            .await
+            .context("checking that every Mesh has its CA Secrets")?;
     }
 
     let api_metrics = meshplane_api::metrics::ApiMetrics::register(registry);
@@ -243,18 +241,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     drop(synced);
                     // What global sent is now here: check it, and report (never repair) a Mesh
                     // whose CA material is missing.
-                    match meshplane_core::manager::invariants::check_ca_material(
+                    let check = meshplane_core::manager::invariants::check_and_report(
                         store.as_ref(),
                         &ca,
-                    )
-                    .await
-                    {
-                        Ok(v) => {
-                            meshplane_core::manager::invariants::report(&v, "zone");
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "could not check the Meshes' CA Secrets")
-                        }
+                        "zone",
+                    );
+                    if let Err(e) = check.await {
+                        tracing::warn!(error = %e, "could not check the Meshes' CA Secrets");
                     }
                     return;
                 }

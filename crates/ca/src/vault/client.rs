@@ -95,11 +95,12 @@ impl Endpoint {
         op: Op<'_>,
         timeout: Duration,
     ) -> Result<Reply, VaultError> {
-        let started = std::time::Instant::now();
         let label = super::metrics::op_label(&op);
-        let r = self.call_once(method, path, token, body, op, timeout).await;
-        super::metrics::observe(label, started, &r);
-        r
+        super::metrics::timed(
+            label,
+            self.call_once(method, path, token, body, op, timeout),
+        )
+        .await
     }
 
     async fn call_once(
@@ -150,10 +151,8 @@ impl Endpoint {
         token: &Secret,
         timeout: Duration,
     ) -> Result<vaultrs::api::token::responses::LookupTokenResponse, VaultError> {
-        let started = std::time::Instant::now();
-        let r = self.lookup_self_once(token, timeout).await;
-        super::metrics::observe(super::metrics::op_label(&Op::LookupSelf), started, &r);
-        r
+        let label = super::metrics::op_label(&Op::LookupSelf);
+        super::metrics::timed(label, self.lookup_self_once(token, timeout)).await
     }
 
     async fn lookup_self_once(
@@ -247,11 +246,8 @@ impl Endpoint {
         op: Op<'_>,
         timeout: Duration,
     ) -> Result<String, VaultError> {
-        let started = std::time::Instant::now();
         let label = super::metrics::op_label(&op);
-        let r = self.get_text_once(path, token, op, timeout).await;
-        super::metrics::observe(label, started, &r);
-        r
+        super::metrics::timed(label, self.get_text_once(path, token, op, timeout)).await
     }
 
     async fn get_text_once(

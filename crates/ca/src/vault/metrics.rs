@@ -55,7 +55,13 @@ pub(crate) fn cause_label(e: &VaultError) -> &'static str {
     }
 }
 
-/// Records one finished call.
-pub(crate) fn observe<T>(op: &'static str, started: Instant, r: &Result<T, VaultError>) {
+/// Runs one call to Vault and records its latency and, if it failed, its cause.
+pub(crate) async fn timed<T>(
+    op: &'static str,
+    call: impl std::future::Future<Output = Result<T, VaultError>>,
+) -> Result<T, VaultError> {
+    let started = Instant::now();
+    let r = call.await;
     families().observe(op, started, r.as_ref().err().map(cause_label));
+    r
 }

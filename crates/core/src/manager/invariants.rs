@@ -140,6 +140,16 @@ pub async fn check_ca_material(
     Ok(out)
 }
 
+/// Checks the store and reports what it found (see [`report`]); returns how many violations there
+/// were. What global and every zone run at start.
+pub async fn check_and_report(
+    store: &dyn ResourceStore,
+    ca: &CaRegistry,
+    at: &str,
+) -> Result<usize, StoreError> {
+    Ok(report(&check_ca_material(store, ca).await?, at))
+}
+
 /// Logs every violation at ERROR with what to do, and a summary line; returns how many there were.
 pub fn report(violations: &[Violation], at: &str) -> usize {
     for v in violations {

@@ -31,6 +31,19 @@ fn secret_spec(data: &str) -> serde_json::Value {
     json!({"data": data})
 }
 
+/// Deletes the named Meshes (and what they own), so each check leaves the store as it found it.
+async fn delete_meshes<'a>(store: &dyn ResourceStore, names: impl IntoIterator<Item = &'a str>) {
+    for m in names {
+        store
+            .write_one(WriteOp::Delete {
+                key: mesh(m),
+                expected_version: None,
+            })
+            .await
+            .expect("cleanup");
+    }
+}
+
 /// Runs every check against the store; the store must start empty.
 pub async fn run_all(store: Arc<dyn ResourceStore>) {
     create_get_update(store.as_ref()).await;
@@ -368,15 +381,7 @@ pub async fn listing(store: &dyn ResourceStore) {
             .len(),
         0
     );
-    for m in ["list-1", "list-2"] {
-        store
-            .write_one(WriteOp::Delete {
-                key: mesh(m),
-                expected_version: None,
-            })
-            .await
-            .expect("cleanup");
-    }
+    delete_meshes(store, ["list-1", "list-2"]).await;
 }
 
 pub async fn snapshots(store: &dyn ResourceStore) {
@@ -430,15 +435,7 @@ pub async fn snapshots(store: &dyn ResourceStore) {
         ]
     );
     assert!(keys(Selection::default()).await.is_empty());
-    for m in ["snap-1", "snap-2"] {
-        store
-            .write_one(WriteOp::Delete {
-                key: mesh(m),
-                expected_version: None,
-            })
-            .await
-            .expect("cleanup");
-    }
+    delete_meshes(store, ["snap-1", "snap-2"]).await;
 }
 
 /// A snapshot taken while batches commit sees each batch whole: every Mesh it holds comes with
@@ -502,15 +499,8 @@ pub async fn snapshots_never_tear_a_batch(store: Arc<dyn ResourceStore>) {
     }
     writer.await.expect("writer");
     assert_eq!(seen_whole, BATCHES, "the last snapshot sees every batch");
-    for i in 0..BATCHES {
-        store
-            .write_one(WriteOp::Delete {
-                key: mesh(&format!("tear-{i}")),
-                expected_version: None,
-            })
-            .await
-            .expect("cleanup");
-    }
+    let names: Vec<String> = (0..BATCHES).map(|i| format!("tear-{i}")).collect();
+    delete_meshes(store.as_ref(), names.iter().map(String::as_str)).await;
 }
 
 pub async fn upserts(store: &dyn ResourceStore) {
