@@ -27,6 +27,8 @@ pub enum ApiTlsError {
         "--api-tls-cert-file / --api-tls-key-file: the certificate and key do not form a usable pair: {0}"
     )]
     Config(String),
+    #[error(transparent)]
+    Refused(#[from] meshplane_core::runtime::server_cert::BadServerCert),
 }
 
 /// Binds the HTTPS listener when the operator gave a certificate; `None` when HTTPS is off.
@@ -43,10 +45,19 @@ pub async fn bind(
             reason: e.to_string(),
         })
     };
-    let config = server_config(
-        &read("--api-tls-cert-file", cert)?,
-        &read("--api-tls-key-file", key)?,
+    let (cert_pem, key_pem) = (
+        read("--api-tls-cert-file", cert)?,
+        read("--api-tls-key-file", key)?,
+    );
+    // What clients would refuse on every connection (a CA certificate, expired, another key) stops
+    // the start instead, saying how to make a correct one.
+    meshplane_core::runtime::server_cert::check(
+        &meshplane_core::runtime::server_cert::API,
+        (cert, &cert_pem),
+        (key, &key_pem),
+        &[],
     )?;
+    let config = server_config(&cert_pem, &key_pem)?;
     let listener = TcpListener::bind(args.api_https_addr)
         .await
         .map_err(|e| ApiTlsError::Bind {

@@ -8,6 +8,7 @@ pub mod datasource_args;
 pub mod host;
 pub mod metrics;
 pub mod readiness;
+pub mod server_cert;
 pub mod signal;
 pub mod store_args;
 pub mod telemetry;

@@ -124,9 +124,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let https = meshplane_api::tls::bind(&args.api_tls).await?;
 
     let tls = match (&args.kds_tls_cert_file, &args.kds_tls_key_file) {
-        (Some(c), Some(k)) => {
-            meshplane_core::runtime::tls::from_files(&meshplane_core::runtime::tls::KDS, c, k)?
-        }
+        (Some(c), Some(k)) => meshplane_core::runtime::tls::from_files(
+            &meshplane_core::runtime::tls::KDS,
+            c,
+            k,
+            &args.kds_tls_san,
+        )?,
         _ => {
             let dir = args.work_dir.clone().unwrap_or_else(host::default_work_dir);
             let tls = meshplane_core::runtime::tls::autogenerate(

@@ -178,7 +178,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let https = meshplane_api::tls::bind(&args.api_tls).await?;
 
     let dp_tls = match (&args.dp_server_tls_cert_file, &args.dp_server_tls_key_file) {
-        (Some(c), Some(k)) => tls::from_files(&tls::DP_SERVER, c, k)?,
+        (Some(c), Some(k)) => tls::from_files(&tls::DP_SERVER, c, k, &args.dp_server_tls_san)?,
         _ => {
             let dir = args.work_dir.clone().unwrap_or_else(host::default_work_dir);
             let t = tls::autogenerate(
