@@ -13,3 +13,4 @@ pub mod signal;
 pub mod store_args;
 pub mod telemetry;
 pub mod tls;
+pub mod tls_refusal;

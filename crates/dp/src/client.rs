@@ -76,7 +76,23 @@ impl Link {
             .keep_alive_while_idle(true)
             .connect()
             .await
-            .with_context(|| format!("connecting to {addr}"))
+            .map_err(|e| {
+                // A refused certificate: what is wrong with the zone's, in words, before the
+                // transport's chain.
+                let server = meshplane_core::runtime::tls_refusal::Server {
+                    name: "the zone's dataplane server",
+                    cert_flag: "the zone's --dp-server-tls-cert-file",
+                    san_flag: "the zone's --dp-server-tls-san",
+                    ca_flag: "--cp-ca-file",
+                    address_flag: "--cp-address",
+                };
+                let words = meshplane_core::runtime::tls_refusal::explain(&e, &server);
+                let e = anyhow::Error::new(e).context(format!("connecting to {addr}"));
+                match words {
+                    Some(w) => e.context(w),
+                    None => e,
+                }
+            })
     }
 
     /// One session: register, then apply identity updates until the stream ends.
