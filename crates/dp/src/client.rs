@@ -120,7 +120,7 @@ impl Link {
             while let Some(update) = stream.message().await.map_err(status).context("identity stream")? {
                 match &update.mesh_certificate {
                     Some(c) => {
-                        files::write(&self.args.cert_dir, &update).with_context(|| format!("writing certificates to {}", self.args.cert_dir.display()))?;
+                        files::write(&self.args.cert_dir, &update, self.args.key_file_mode.0).with_context(|| format!("writing certificates to {}", self.args.cert_dir.display()))?;
                         self.metrics.rotations.inc();
                         self.metrics.expiry.set(c.not_after_unix);
                         tracing::info!(mesh = %update.mesh, dataplane = %update.dataplane, backend = %c.backend, not_after = c.not_after_unix, svids = update.svids.len(), "identity updated");
