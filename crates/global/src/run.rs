@@ -41,6 +41,17 @@ async fn migrate_up(args: MigrateArgs) -> anyhow::Result<()> {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(config = %serde_json::to_string(&args).unwrap_or_default(), version = env!("CARGO_PKG_VERSION"), "starting meshplane-global");
     let file_dirs = args.datasource.file_dirs().map_err(anyhow::Error::msg)?;
+    // The operator's certificates, checked before the store is touched.
+    let api_tls = meshplane_api::tls::load(&args.api_tls)?;
+    let operator_tls = match (&args.kds_tls_cert_file, &args.kds_tls_key_file) {
+        (Some(c), Some(k)) => Some(meshplane_core::runtime::tls::from_files(
+            &meshplane_core::runtime::tls::KDS,
+            c,
+            k,
+            &args.kds_tls_san,
+        )?),
+        _ => None,
+    };
     let readiness = Readiness::new();
     let store_ready = readiness.register("store");
     // Build info and process metrics at the root, Meshplane's own families under `meshplane_`.
@@ -121,16 +132,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.api_addr)
         .await
         .with_context(|| format!("--api-addr {}: cannot listen", args.api_addr))?;
-    let https = meshplane_api::tls::bind(&args.api_tls).await?;
+    let https = meshplane_api::tls::bind(&args.api_tls, api_tls).await?;
 
-    let tls = match (&args.kds_tls_cert_file, &args.kds_tls_key_file) {
-        (Some(c), Some(k)) => meshplane_core::runtime::tls::from_files(
-            &meshplane_core::runtime::tls::KDS,
-            c,
-            k,
-            &args.kds_tls_san,
-        )?,
-        _ => {
+    let tls = match operator_tls {
+        Some(tls) => tls,
+        None => {
             let dir = args.work_dir.clone().unwrap_or_else(host::default_work_dir);
             let tls = meshplane_core::runtime::tls::autogenerate(
                 store.as_ref(),

@@ -87,6 +87,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
 
     let file_dirs = args.datasource.file_dirs().map_err(anyhow::Error::msg)?;
+    // The operator's certificates, checked before the store is touched.
+    let api_tls = meshplane_api::tls::load(&args.api_tls)?;
+    let operator_tls = match (&args.dp_server_tls_cert_file, &args.dp_server_tls_key_file) {
+        (Some(c), Some(k)) => Some(tls::from_files(
+            &tls::DP_SERVER,
+            c,
+            k,
+            &args.dp_server_tls_san,
+        )?),
+        _ => None,
+    };
     let readiness = Readiness::new();
     let store_ready = readiness.register("store");
     // Build info and process metrics at the root, Meshplane's own families under `meshplane_`.
@@ -175,11 +186,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let api_listener = tokio::net::TcpListener::bind(args.api_addr)
         .await
         .with_context(|| format!("--api-addr {}: cannot listen", args.api_addr))?;
-    let https = meshplane_api::tls::bind(&args.api_tls).await?;
+    let https = meshplane_api::tls::bind(&args.api_tls, api_tls).await?;
 
-    let dp_tls = match (&args.dp_server_tls_cert_file, &args.dp_server_tls_key_file) {
-        (Some(c), Some(k)) => tls::from_files(&tls::DP_SERVER, c, k, &args.dp_server_tls_san)?,
-        _ => {
+    let dp_tls = match operator_tls {
+        Some(t) => t,
+        None => {
             let dir = args.work_dir.clone().unwrap_or_else(host::default_work_dir);
             let t = tls::autogenerate(
                 store.as_ref(),

@@ -93,7 +93,7 @@ impl Problem {
             Problem::Ca => format!(
                 "{}: it is a CA certificate (basicConstraints CA:TRUE, which `openssl req -x509` \
                  sets unless told otherwise); TLS clients refuse a CA certificate as a server's \
-                 (rustls: CaUsedAsEndEntity), so no {} could connect",
+                 (rustls: CaUsedAsEndEntity), so {} could not connect",
                 u.cert_flag, u.clients
             ),
             Problem::NoSubjectAltName => format!(

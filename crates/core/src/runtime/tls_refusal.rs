@@ -65,6 +65,23 @@ fn utc(secs: u64) -> String {
         )
 }
 
+/// webpki's `DnsName("a")` and `IpAddress(10.0.0.1)` as openssl writes them (`DNS:a`, `IP:10.0.0.1`).
+fn openssl_style(presented: &str) -> String {
+    if let Some(d) = presented
+        .strip_prefix("DnsName(\"")
+        .and_then(|r| r.strip_suffix("\")"))
+    {
+        return format!("DNS:{d}");
+    }
+    if let Some(ip) = presented
+        .strip_prefix("IpAddress(")
+        .and_then(|r| r.strip_suffix(')'))
+    {
+        return format!("IP:{ip}");
+    }
+    presented.to_string()
+}
+
 /// Why the certificate was refused, in words, when `e` is a certificate refusal the words cover.
 pub fn explain(e: &(dyn StdError + 'static), s: &Server<'_>) -> Option<String> {
     let TlsError::InvalidCertificate(c) = find(e)? else {
@@ -92,7 +109,14 @@ pub fn explain(e: &(dyn StdError + 'static), s: &Server<'_>) -> Option<String> {
                 CertificateError::NotValidForNameContext {
                     expected,
                     presented,
-                } => (expected.to_str().into_owned(), presented.join(", ")),
+                } => (
+                    expected.to_str().into_owned(),
+                    presented
+                        .iter()
+                        .map(|p| openssl_style(p))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
                 _ => ("the host dialled".into(), "other names".into()),
             };
             format!(
@@ -188,11 +212,17 @@ mod tests {
             expected: rustls::pki_types::ServerName::try_from("kds.example.com")
                 .expect("name")
                 .to_owned(),
-            presented: vec!["DNS:localhost".into()],
+            presented: vec![
+                "DnsName(\"localhost\")".into(),
+                "IpAddress(127.0.0.1)".into(),
+            ],
         });
         let words = explain(&e, &SERVER).expect("explained");
         assert!(words.contains("does not name kds.example.com"), "{words}");
-        assert!(words.contains("it names DNS:localhost"), "{words}");
+        assert!(
+            words.contains("it names DNS:localhost, IP:127.0.0.1"),
+            "{words}"
+        );
         let e = wrapped(CertificateError::ExpiredContext {
             time: rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
                 1_700_000_000,
