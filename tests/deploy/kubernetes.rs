@@ -1,7 +1,10 @@
 //! The Kubernetes manifests render and validate; the Dockerfile ships the binaries.
 
 use super::*;
-use crate::config::config_files;
+use crate::{
+    config::{config_files, dataplane_for},
+    kubernetes_agent::agent_shares_its_files_with_the_workload,
+};
 
 pub(crate) fn kustomization_dirs() -> Vec<PathBuf> {
     files_under(&deploy().join("kubernetes"))
@@ -76,7 +79,7 @@ fn kubernetes_validate() -> Option<PathBuf> {
 }
 
 /// A pod spec's containers (init containers too), each with whether it is an init container.
-fn containers(pod: &Value) -> Vec<(bool, &Value)> {
+pub(crate) fn containers(pod: &Value) -> Vec<(bool, &Value)> {
     let list = |k: &str| pod[k].as_array().into_iter().flatten();
     list("initContainers")
         .map(|c| (true, c))
@@ -186,6 +189,16 @@ fn kubernetes_manifests_render_and_validate() {
         for g in k["configMapGenerator"].as_array().into_iter().flatten() {
             for f in strings(&g["files"]) {
                 let path = d.join(f.split_once('=').map_or(f.as_str(), |(_, p)| p));
+                if file_name(&path) == "dataplane.yaml" {
+                    // The Dataplane an agent config registers: the config test starts the agent
+                    // with both.
+                    assert!(
+                        tested.iter().any(|c| dataplane_for(c) == path),
+                        "{}: not beside a tested agent config",
+                        path.display()
+                    );
+                    continue;
+                }
                 assert!(
                     tested.contains(&path),
                     "{}: not a tested config file",
@@ -297,6 +310,19 @@ fn kubernetes_manifests_render_and_validate() {
                 c["resources"]["requests"].is_object(),
                 "{cname}: resource requests"
             );
+            // An example's application container (another image) gets the checks above; what the
+            // binaries need is checked for containers of this image.
+            let image_ref = c["image"].as_str().unwrap_or_default();
+            if !image_ref
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .starts_with("meshplane:")
+            {
+                continue;
+            }
+            // A native sidecar (an init container that keeps running) is probed like a container.
+            let sidecar = init && c["restartPolicy"] == "Always";
             // The command names a binary the image contains, whatever its ENTRYPOINT.
             let command: Vec<&str> = c["command"]
                 .as_array()
@@ -324,7 +350,7 @@ fn kubernetes_manifests_render_and_validate() {
                     );
                 }
             }
-            if !init {
+            if !init || sidecar {
                 assert_eq!(
                     c["readinessProbe"]["httpGet"]["path"],
                     json!("/readyz"),
@@ -336,9 +362,23 @@ fn kubernetes_manifests_render_and_validate() {
                     "{cname}"
                 );
             }
+            if sidecar {
+                assert_eq!(
+                    c["startupProbe"]["httpGet"]["path"],
+                    json!("/readyz"),
+                    "{cname}: the application starts once the certificate is on disk"
+                );
+            }
         }
         if kubectl {
-            config_paths_are_mounted(name, pod, &docs);
+            let first = pod["containers"][0]["command"][0]
+                .as_str()
+                .unwrap_or_default();
+            if first.ends_with("/meshplane-global") || first.ends_with("/meshplane-zone") {
+                config_paths_are_mounted(name, pod, &docs);
+            } else {
+                agent_shares_its_files_with_the_workload(name, pod, &docs);
+            }
         }
     }
 
@@ -353,6 +393,14 @@ fn kubernetes_manifests_render_and_validate() {
             .any(|d| d["kind"] == kind && d["metadata"]["name"] == name)
     };
     assert!(has("PodDisruptionBudget", "meshplane-global"));
+    assert!(
+        deployments.iter().any(|d| {
+            containers(&d["spec"]["template"]["spec"])
+                .iter()
+                .any(|(_, c)| c["command"][0] == "/usr/local/bin/meshplane-dp")
+        }),
+        "an example workload with the agent as its sidecar"
+    );
     assert!(has("NetworkPolicy", "meshplane-global") && has("NetworkPolicy", "meshplane-zone"));
     let ports = |name: &str| -> BTreeSet<u64> {
         docs.iter()

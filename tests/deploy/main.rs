@@ -1,19 +1,24 @@
 //! The deployment files under `deploy/` hold against the real binaries and tools:
 //! - the systemd units pass `systemd-analyze verify` (where installed) and carry the hardening keys,
 //!   and their `ExecStartPre=`/`ExecStart=` commands, run as systemd would with the example config
-//!   and environment files, migrate a fresh database and bring up global and a federated zone;
-//! - every config file (`global.yaml`, `zone.yaml`) under `deploy/` starts the real binary, so its
-//!   keys and values pass the binary's own config parser;
+//!   and environment files, migrate a fresh database and bring up global and a federated zone; the
+//!   agent's, run with its user, group and umask, shares its key and socket with its group and with
+//!   no other user;
+//! - every config file (`global.yaml`, `zone.yaml`, `dp.yaml`) under `deploy/` starts the real
+//!   binary, so its keys and values pass the binary's own config parser;
 //! - every kustomization renders (`kubectl kustomize`, or the plain files without kubectl) and every
 //!   document validates against the Kubernetes schemas (`kubernetes-validate --strict`), with the
-//!   security context, probes, commands and variables the binaries and the image need;
+//!   security context, probes, commands and variables the binaries and the image need, and the
+//!   agent's sidecar shares its files with the application through a memory volume and fsGroup;
 //! - the Dockerfile builds and copies the four binaries and runs as a non-root user;
 //! - every file under `deploy/` (but the resource examples) is one of these.
 
 mod config;
 mod inventory;
 mod kubernetes;
+mod kubernetes_agent;
 mod systemd;
+mod systemd_dp;
 
 use std::{
     collections::BTreeSet,
