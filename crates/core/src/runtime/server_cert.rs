@@ -64,7 +64,7 @@ pub enum Problem {
 /// to make a correct one. Never carries key material.
 #[derive(Debug, thiserror::Error)]
 pub struct BadServerCert {
-    pub cert_use: CertUse,
+    pub cert_use: &'static CertUse,
     pub cert_path: String,
     pub key_path: String,
     pub problems: Vec<Problem>,
@@ -138,7 +138,7 @@ impl Problem {
 
 impl fmt::Display for BadServerCert {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let u = &self.cert_use;
+        let u = self.cert_use;
         writeln!(
             f,
             "{} {} with {} {} cannot serve TLS to {}:",
@@ -364,7 +364,7 @@ pub fn problems(cert_pem: &str, key_pem: &str, names: &[String], now: i64) -> Ve
 /// Reads nothing: checks the given PEM texts (read from `cert_path` and `key_path`) and refuses
 /// them with every problem found.
 pub fn check(
-    cert_use: &CertUse,
+    cert_use: &'static CertUse,
     (cert_path, cert_pem): (&Path, &str),
     (key_path, key_pem): (&Path, &str),
     names: &[String],
@@ -375,7 +375,7 @@ pub fn check(
         return Ok(());
     }
     Err(BadServerCert {
-        cert_use: *cert_use,
+        cert_use,
         cert_path: cert_path.display().to_string(),
         key_path: key_path.display().to_string(),
         problems,

@@ -111,7 +111,7 @@ fn gen_err(e: impl std::fmt::Display) -> TlsError {
 /// certificate, names in `names` it does not cover, expired or not yet valid, a key of another
 /// certificate).
 pub fn from_files(
-    spec: &CaSpec,
+    spec: &'static CaSpec,
     cert: &Path,
     key: &Path,
     names: &[String],
