@@ -103,9 +103,7 @@ async fn agent_starts_with(config: &Path, g: &Global, z: &Zone) {
     wait_http_ok(&mut a.proc, &format!("http://{metrics}/readyz"), READY)
         .await
         .unwrap_or_else(|e| panic!("{path}: {e:#}"));
-    let want = yaml(config)["key-file-mode"]
-        .as_str()
-        .map_or(0o600, |m| u32::from_str_radix(m, 8).expect("octal"));
+    let want = yaml(config)["key-file-mode"].as_str().map_or(0o600, octal);
     let mode = std::fs::metadata(a.cert_dir.join("key.pem"))
         .expect("key.pem")
         .permissions()

@@ -324,12 +324,8 @@ fn kubernetes_manifests_render_and_validate() {
             // A native sidecar (an init container that keeps running) is probed like a container.
             let sidecar = init && c["restartPolicy"] == "Always";
             // The command names a binary the image contains, whatever its ENTRYPOINT.
-            let command: Vec<&str> = c["command"]
-                .as_array()
-                .unwrap_or_else(|| panic!("{cname}: command is set"))
-                .iter()
-                .filter_map(Value::as_str)
-                .collect();
+            let command = command_of(c);
+            assert!(!command.is_empty(), "{cname}: command is set");
             let binary = command[0]
                 .strip_prefix("/usr/local/bin/")
                 .filter(|b| image.binaries.contains(*b))
@@ -438,17 +434,7 @@ fn config_paths_are_mounted(name: &str, pod: &Value, docs: &[&Value]) {
             .map(|(_, v)| *v)
             .unwrap_or_else(|| panic!("{name}: {path} is on no volume (the root is read-only)"))
     };
-    let command: Vec<&str> = c["command"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    let at = command
-        .iter()
-        .position(|a| *a == "--config")
-        .expect("--config");
-    let config_path = command[at + 1];
+    let config_path = arg_after(&command_of(c), "--config").expect("--config");
     let cm_name = volume_of(config_path)["configMap"]["name"].clone();
     let cm = docs
         .iter()
@@ -480,17 +466,10 @@ fn config_paths_are_mounted(name: &str, pod: &Value, docs: &[&Value]) {
     );
     for (_, ctr) in containers(pod) {
         let cname = ctr["name"].as_str().unwrap_or_default();
-        let cmd: Vec<&str> = ctr["command"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        let at = cmd
-            .iter()
-            .position(|a| *a == "--database-url-file")
-            .unwrap_or_else(|| panic!("{name}/{cname}: no --database-url-file"));
-        let file = Path::new(cmd[at + 1]);
+        let file = Path::new(
+            arg_after(&command_of(ctr), "--database-url-file")
+                .unwrap_or_else(|| panic!("{name}/{cname}: no --database-url-file")),
+        );
         let volume = ctr["volumeMounts"]
             .as_array()
             .into_iter()

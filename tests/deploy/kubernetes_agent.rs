@@ -1,7 +1,7 @@
 //! A rendered pod with the agent as a sidecar: how it shares its files with the application.
 
 use super::*;
-use crate::{kubernetes::containers, systemd::octal};
+use crate::kubernetes::containers;
 
 /// The volume `path` is on in container `c` of `pod`, and whether that mount is read-only.
 fn volume_at<'a>(pod: &'a Value, c: &'a Value, path: &str) -> Option<(&'a Value, bool)> {
@@ -44,17 +44,7 @@ pub(crate) fn agent_shares_its_files_with_the_workload(name: &str, pod: &Value, 
     assert!(!apps.is_empty(), "{name}: an application beside the agent");
 
     // Its config file, from the rendered ConfigMap.
-    let command: Vec<&str> = agent["command"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    let at = command
-        .iter()
-        .position(|a| *a == "--config")
-        .expect("--config");
-    let config_path = command[at + 1];
+    let config_path = arg_after(&command_of(agent), "--config").expect("--config");
     let (cm_volume, _) = volume_at(pod, agent, config_path).expect("the config is mounted");
     let cm_name = &cm_volume["configMap"]["name"];
     let cm = docs
@@ -132,23 +122,7 @@ pub(crate) fn agent_shares_its_files_with_the_workload(name: &str, pod: &Value, 
         Some(group),
         "{name}: fsGroup is the agent's group"
     );
-    let key_mode = octal(
-        config["key-file-mode"]
-            .as_str()
-            .expect("key-file-mode, quoted"),
-    );
-    let socket_mode = octal(
-        config["workload-api-socket-mode"]
-            .as_str()
-            .expect("workload-api-socket-mode, quoted"),
-    );
-    assert_eq!(key_mode & 0o040, 0o040, "{name}: the group reads key.pem");
-    assert_eq!(socket_mode & 0o020, 0o020, "{name}: the group may connect");
-    assert_eq!(
-        (key_mode | socket_mode) & 0o007,
-        0,
-        "{name}: nothing for others"
-    );
+    let (key_mode, socket_mode) = agent_modes(&config, name);
     println!(
         "{name}: agent sidecar shares {} (key {key_mode:04o}) and {socket} ({socket_mode:04o}) \
          with group {group}",

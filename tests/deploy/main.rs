@@ -126,3 +126,42 @@ fn env_file(p: &Path) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// A container's `command`, as strings (empty when unset).
+fn command_of(c: &Value) -> Vec<&str> {
+    c["command"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+/// The argument after `flag` in `argv`.
+fn arg_after<'a>(argv: &[&'a str], flag: &str) -> Option<&'a str> {
+    argv.iter()
+        .position(|a| *a == flag)
+        .and_then(|i| argv.get(i + 1).copied())
+}
+
+/// An octal mode of a unit setting or a config file (`0750`, `"0640"`).
+fn octal(v: &str) -> u32 {
+    u32::from_str_radix(v.trim_matches('"'), 8).unwrap_or_else(|_| panic!("not octal: {v}"))
+}
+
+/// The key and socket modes of an agent config, checked against what the deployment files promise:
+/// the agent's group reads key.pem and may connect to the socket, other users get nothing.
+fn agent_modes(config: &Value, what: &str) -> (u32, u32) {
+    let mode = |k: &str| {
+        octal(
+            config[k]
+                .as_str()
+                .unwrap_or_else(|| panic!("{what}: {k}, quoted")),
+        )
+    };
+    let (key, socket) = (mode("key-file-mode"), mode("workload-api-socket-mode"));
+    assert_eq!(key & 0o040, 0o040, "{what}: the group reads key.pem");
+    assert_eq!(socket & 0o020, 0o020, "{what}: the group may connect");
+    assert_eq!((key | socket) & 0o007, 0, "{what}: nothing for others");
+    (key, socket)
+}

@@ -91,15 +91,7 @@ fn instance_name(unit: &str) -> String {
 
 /// The value of `--flag` in an `ExecStart=` line.
 pub(crate) fn flag_value<'a>(exec: &'a str, flag: &str) -> Option<&'a str> {
-    let argv: Vec<&str> = exec.split_whitespace().collect();
-    argv.iter()
-        .position(|a| *a == flag)
-        .and_then(|i| argv.get(i + 1).copied())
-}
-
-/// An octal mode of a unit setting or a config file (`0750`, `"0640"`).
-pub(crate) fn octal(v: &str) -> u32 {
-    u32::from_str_radix(v.trim_matches('"'), 8).unwrap_or_else(|_| panic!("not octal: {v}"))
+    arg_after(&exec.split_whitespace().collect::<Vec<_>>(), flag)
 }
 
 /// The agent's own checks: where its files go, who may reach them.
@@ -137,20 +129,7 @@ fn agent_shares_with_its_group_only(name: &str, e: &[(String, String, String)], 
         "{name}: a restart keeps the workload's certificate"
     );
     assert!(!one("Group").is_empty(), "{name}: the group workloads join");
-    let cfg = yaml(&deploy().join("config").join(config));
-    let key = octal(
-        cfg["key-file-mode"]
-            .as_str()
-            .expect("key-file-mode, quoted"),
-    );
-    let sock = octal(
-        cfg["workload-api-socket-mode"]
-            .as_str()
-            .expect("workload-api-socket-mode, quoted"),
-    );
-    assert_eq!(key & 0o040, 0o040, "{config}: the group reads key.pem");
-    assert_eq!(sock & 0o020, 0o020, "{config}: the group may connect");
-    assert_eq!((key | sock) & 0o007, 0, "{config}: nothing for others");
+    agent_modes(&yaml(&deploy().join("config").join(config)), config);
 }
 
 #[test]

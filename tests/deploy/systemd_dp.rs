@@ -7,9 +7,7 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use super::*;
-use crate::systemd::{
-    INSTANCE, Paths, octal, service_values, unit_command, unit_entries, unit_env,
-};
+use crate::systemd::{INSTANCE, Paths, service_values, unit_command, unit_entries, unit_env};
 
 const UNIT: &str = "meshplane-dp@.service";
 /// Numeric ids, as systemd hands them out: the throwaway user from DynamicUser's range and a static
@@ -216,13 +214,7 @@ async fn the_agent_unit_shares_its_files_and_socket_with_its_group_only() {
         .await
         .expect("the agent is ready: its certificate is on disk");
 
-    let cfg = yaml(&etc.join("dp.yaml"));
-    let key_mode = octal(cfg["key-file-mode"].as_str().expect("key-file-mode"));
-    let socket_mode = octal(
-        cfg["workload-api-socket-mode"]
-            .as_str()
-            .expect("socket mode"),
-    );
+    let (key_mode, socket_mode) = agent_modes(&yaml(&etc.join("dp.yaml")), "dp.yaml");
     let certs = runtime.join("certs");
     let socket = runtime.join("workload.sock");
     let set = certs.join(std::fs::read_link(certs.join("..data")).expect("..data"));

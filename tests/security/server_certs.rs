@@ -10,6 +10,9 @@ use meshplane_test_support::process::{Proc, bin, free_port};
 
 use super::*;
 
+/// A new P-256 key, unencrypted, in openssl's words.
+const EC_KEY: &str = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+
 /// A CA made by openssl, and leaves it signs, in one temp dir.
 struct Pki {
     dir: tempfile::TempDir,
@@ -33,23 +36,9 @@ impl Pki {
              unique_subject = no\n[any]\ncommonName = supplied\n",
         )
         .expect("cnf");
-        pki.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=Test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ]);
+        pki.openssl(&format!(
+            "req -x509 {EC_KEY} -days 30 -subj /CN=test-ca -keyout ca.key -out ca.pem"
+        ));
         pki
     }
 
@@ -57,15 +46,17 @@ impl Pki {
         self.dir.path().join(name)
     }
 
-    fn openssl(&self, args: &[&str]) {
+    /// Runs openssl in the PKI's directory with `args`, split at white space (no argument has any).
+    fn openssl(&self, args: &str) {
+        let argv: Vec<&str> = args.split_whitespace().collect();
         let out = std::process::Command::new("openssl")
-            .args(args)
+            .args(&argv)
             .current_dir(self.dir.path())
             .output()
             .expect("openssl");
         assert!(
             out.status.success(),
-            "openssl {args:?}: {}",
+            "openssl {args}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
@@ -73,69 +64,35 @@ impl Pki {
     /// A leaf signed by the CA for `san` (openssl's `DNS:a,IP:b`), valid from `start` to `end`
     /// (`YYYYMMDDHHMMSSZ`), or for 30 days from now.
     fn leaf(&self, name: &str, san: &str, dates: Option<(&str, &str)>) -> (PathBuf, PathBuf) {
-        let (csr, key, cert) = (
-            format!("{name}.csr"),
-            format!("{name}.key"),
-            format!("{name}.crt"),
-        );
-        let san = format!("subjectAltName={san}");
-        self.openssl(&[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=meshplane-test",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-            "-addext",
-            "extendedKeyUsage=serverAuth",
-            "-addext",
-            &san,
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-        ]);
-        let mut args = vec![
-            "ca", "-batch", "-notext", "-config", "ca.cnf", "-cert", "ca.pem", "-keyfile",
-            "ca.key", "-in", &csr, "-out", &cert,
-        ];
-        match dates {
-            Some((start, end)) => args.extend(["-startdate", start, "-enddate", end]),
-            None => args.extend(["-days", "30"]),
-        }
-        self.openssl(&args);
-        (self.path(&cert), self.path(&key))
+        self.openssl(&format!(
+            "req -new {EC_KEY} -subj /CN=meshplane-test \
+             -addext basicConstraints=critical,CA:FALSE -addext extendedKeyUsage=serverAuth \
+             -addext subjectAltName={san} -keyout {name}.key -out {name}.csr"
+        ));
+        let validity = match dates {
+            Some((start, end)) => format!("-startdate {start} -enddate {end}"),
+            None => "-days 30".into(),
+        };
+        self.openssl(&format!(
+            "ca -batch -notext -config ca.cnf -cert ca.pem -keyfile ca.key -in {name}.csr \
+             -out {name}.crt {validity}"
+        ));
+        (
+            self.path(&format!("{name}.crt")),
+            self.path(&format!("{name}.key")),
+        )
     }
 
     /// What `openssl req -x509` makes unless told otherwise: a self-signed CA:TRUE certificate.
     fn self_signed_ca(&self, name: &str, san: &str) -> (PathBuf, PathBuf) {
-        let (key, cert) = (format!("{name}.key"), format!("{name}.crt"));
-        let san = format!("subjectAltName={san}");
-        self.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=meshplane-global",
-            "-addext",
-            &san,
-            "-keyout",
-            &key,
-            "-out",
-            &cert,
-        ]);
-        (self.path(&cert), self.path(&key))
+        self.openssl(&format!(
+            "req -x509 {EC_KEY} -days 30 -subj /CN=meshplane-global \
+             -addext subjectAltName={san} -keyout {name}.key -out {name}.crt"
+        ));
+        (
+            self.path(&format!("{name}.crt")),
+            self.path(&format!("{name}.key")),
+        )
     }
 }
 
@@ -319,8 +276,7 @@ async fn global_and_zone_refuse_bad_server_certificates_and_the_fix_works() {
         cmd.contains(&"subjectAltName=DNS:localhost,IP:127.0.0.1".to_string()),
         "{cmd:?}"
     );
-    let args: Vec<&str> = cmd[1..].iter().map(String::as_str).collect();
-    pki.openssl(&args);
+    pki.openssl(&cmd[1..].join(" "));
     let (fixed, fixed_key) = (pki.path("kds.crt"), pki.path("kds.key"));
     let g = Global::start(
         Store::Memory,
