@@ -253,7 +253,7 @@ fn assert_kuma_leaf(dir: &Path, leaf: &IssuedCert) {
 fn violations(e: meshplane_core::ValidationError) -> Vec<(String, String)> {
     e.violations
         .into_iter()
-        .map(|Violation { field, reason }| (field, reason))
+        .map(|Violation { field, reason, .. }| (field, reason))
         .collect()
 }
 

@@ -22,6 +22,16 @@ impl Decoder {
         self.errors.add(path, reason);
     }
 
+    /// A violation in Kuma's words (`reason`) with what Meshplane says beyond them (`detail`).
+    pub fn violation_detailed(
+        &mut self,
+        path: &FieldPath,
+        reason: impl Into<String>,
+        detail: impl Into<String>,
+    ) {
+        self.errors.add_detailed(path, reason, detail);
+    }
+
     pub fn has_errors(&self) -> bool {
         !self.errors.is_empty()
     }
