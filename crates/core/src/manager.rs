@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::{
     ca::CaRegistry,
     datasource::DataSourceLoader,
-    model::{Origin, Resource, ResourceKey, ResourceKind, Spec},
+    model::{Origin, Resource, ResourceKey, ResourceKind, Spec, names},
     store::{ListQuery, ListResult, Record, ResourceStore, StoreError, WriteOp},
     validation::ValidationError,
 };
@@ -110,6 +110,8 @@ pub struct ResourceManager {
     ca: CaRegistry,
     loader: Arc<dyn DataSourceLoader>,
     mode: Mode,
+    /// `--strict-names`: Mesh and Zone names must be RFC 1035 labels.
+    strict_names: bool,
 }
 
 impl ResourceManager {
@@ -124,7 +126,14 @@ impl ResourceManager {
             ca,
             loader,
             mode,
+            strict_names: false,
         }
+    }
+
+    /// Refuse Mesh and Zone names that are not RFC 1035 labels, instead of warning as Kuma does.
+    pub fn with_strict_names(mut self, strict: bool) -> Self {
+        self.strict_names = strict;
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn ResourceStore> {
@@ -192,6 +201,21 @@ impl ResourceManager {
         let kind = resource.kind();
         self.check_writable(kind)?;
         let key = resource.key();
+        let mut warnings = Vec::new();
+        if names::rfc1035_applies(kind)
+            && let Some(reason) = names::rfc1035_violation(&key.name)
+        {
+            if self.strict_names {
+                let mut e = ValidationError::new();
+                e.add_detailed(
+                    "name",
+                    reason,
+                    format!("--strict-names is on: {kind} names must be RFC 1035 labels"),
+                );
+                return Err(ManagerError::Invalid(e));
+            }
+            warnings.extend(names::rfc1035_warning(kind, &key.name));
+        }
         if kind.is_mesh_scoped() {
             self.require_mesh(&key.mesh).await?;
         }
@@ -217,7 +241,6 @@ impl ResourceManager {
         {
             return Ok((Applied::Updated(c.clone()), Vec::new()));
         }
-        let mut warnings = Vec::new();
         let mut extra_ops = Vec::new();
         if let Spec::Mesh(spec) = &resource.spec {
             let old = current
@@ -229,7 +252,7 @@ impl ResourceManager {
                 });
             let (ops, w) = self.prepare_mesh(&key.name, spec, old.as_ref()).await?;
             extra_ops = ops;
-            warnings = w;
+            warnings.extend(w);
         }
         let primary = match &current {
             Some(c) => WriteOp::update(&resource, c.version),
