@@ -14,7 +14,7 @@ use meshplane_core::{
     ValidationError,
     ca::{CaBackend, CaError, CaRegistry, IssuedCert, LeafRequest, MeshCa},
     datasource::StoreLoader,
-    model::{Backend, BackendType, DataplaneSpec, MeshSpec, Resource, Spec},
+    model::{Backend, BackendType, DataplaneIdentity, MeshSpec, Resource, Spec},
     store::{ResourceStore, WriteOp, memory::MemoryStore},
 };
 use serde_json::json;
@@ -152,14 +152,17 @@ fn mesh(enabled: &str, expiration: &str) -> MeshSpec {
     }
 }
 
-fn dataplane(service: &str) -> DataplaneSpec {
-    let r = Resource::from_universal(
-        &json!({"type": "Dataplane", "mesh": "m", "name": "x", "networking": {"address": "10.0.0.1",
+fn dataplane(service: &str) -> DataplaneIdentity {
+    identity(
+        json!({"type": "Dataplane", "mesh": "m", "name": "x", "networking": {"address": "10.0.0.1",
         "inbound": [{"port": 80, "tags": {"kuma.io/service": service}}]}}),
     )
-    .unwrap();
-    match r.spec {
-        Spec::Dataplane(d) => d,
+}
+
+fn identity(doc: serde_json::Value) -> DataplaneIdentity {
+    let r = Resource::from_universal(&doc).unwrap();
+    match &r.spec {
+        Spec::Dataplane(d) => DataplaneIdentity::of(&r.meta.name, d, &r.meta.labels),
         _ => unreachable!(),
     }
 }
