@@ -134,6 +134,26 @@ impl Decoder {
         v: &Value,
         path: &FieldPath,
     ) -> Option<std::collections::BTreeMap<String, String>> {
+        self.map_of_strings(v, path, false)
+    }
+
+    /// A tag map whose null values read as empty strings, as Kuma's decoder reads them; only for
+    /// maps whose empty values Kuma's rules then refuse (`tag value must be non-empty`), so a
+    /// null never reads back as `""`.
+    pub fn tag_map(
+        &mut self,
+        v: &Value,
+        path: &FieldPath,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        self.map_of_strings(v, path, true)
+    }
+
+    fn map_of_strings(
+        &mut self,
+        v: &Value,
+        path: &FieldPath,
+        null_is_empty: bool,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
         let Value::Object(map) = v else {
             self.violation(
                 path,
@@ -147,6 +167,9 @@ impl Decoder {
             match val {
                 Value::String(s) => {
                     out.insert(k.clone(), s.clone());
+                }
+                Value::Null if null_is_empty => {
+                    out.insert(k.clone(), String::new());
                 }
                 other => {
                     ok = false;

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::mesh_telemetry::decode_enum;
 use crate::{
-    decode::{Decoder, Obj, kind_of},
+    decode::{Decoder, Obj},
     duration::GoDuration,
     validation::FieldPath,
 };
@@ -268,38 +268,9 @@ pub struct ProbeEndpoint {
     pub path: Option<String>,
 }
 
-/// A tag map whose null values read as empty, as Kuma's decoder reads them (Kuma's rules then say
-/// `tag value must be non-empty`).
-pub(super) fn decode_tags(d: &mut Decoder, v: &Value, p: &FieldPath) -> Option<Tags> {
-    let Value::Object(map) = v else {
-        d.violation(p, format!("must be a map of strings, not {}", kind_of(v)));
-        return None;
-    };
-    let mut out = Tags::new();
-    let mut ok = true;
-    for (k, val) in map {
-        match val {
-            Value::String(s) => {
-                out.insert(k.clone(), s.clone());
-            }
-            Value::Null => {
-                out.insert(k.clone(), String::new());
-            }
-            other => {
-                ok = false;
-                d.violation(
-                    &p.key(k),
-                    format!("must be a string, not {}", kind_of(other)),
-                );
-            }
-        }
-    }
-    ok.then_some(out)
-}
-
 fn opt_tags(d: &mut Decoder, o: &mut Obj<'_>, key: &str) -> Result<Option<Tags>, ()> {
     match o.field(key) {
-        Some((v, p)) => decode_tags(d, v, &p).map(Some).ok_or(()),
+        Some((v, p)) => d.tag_map(v, &p).map(Some).ok_or(()),
         None => Ok(None),
     }
 }

@@ -5,24 +5,16 @@
 
 use serde_json::Value;
 
-use super::{Resource, Spec, tests::violations};
+use super::{
+    Resource, Spec,
+    tests::{violations, yaml_doc},
+};
 use crate::format;
 
 /// `type: Dataplane`, `mesh: default` and `name: dp-1` followed by `body`, whose common
 /// indentation is removed.
 pub(super) fn dataplane(body: &str) -> Value {
-    let lines: Vec<&str> = body.lines().filter(|l| !l.trim().is_empty()).collect();
-    let indent = lines
-        .iter()
-        .map(|l| l.len() - l.trim_start().len())
-        .min()
-        .unwrap_or(0);
-    let mut text = String::from("type: Dataplane\nmesh: default\nname: dp-1\n");
-    for l in lines {
-        text.push_str(&l[indent..]);
-        text.push('\n');
-    }
-    format::parse_yaml(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"))
+    yaml_doc("type: Dataplane\nmesh: default\nname: dp-1\n", body)
 }
 
 pub(super) fn refused(body: &str, expected: &[(&str, &str)]) {

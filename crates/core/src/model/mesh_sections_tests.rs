@@ -5,23 +5,15 @@
 
 use serde_json::Value;
 
-use super::{Resource, Spec, tests::violations};
+use super::{
+    Resource, Spec,
+    tests::{violations, yaml_doc},
+};
 use crate::format;
 
 /// `type: Mesh` and `name: m` followed by `body`, whose common indentation is removed.
 fn mesh(body: &str) -> Value {
-    let lines: Vec<&str> = body.lines().filter(|l| !l.trim().is_empty()).collect();
-    let indent = lines
-        .iter()
-        .map(|l| l.len() - l.trim_start().len())
-        .min()
-        .unwrap_or(0);
-    let mut text = String::from("type: Mesh\nname: m\n");
-    for l in lines {
-        text.push_str(&l[indent..]);
-        text.push('\n');
-    }
-    format::parse_yaml(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"))
+    yaml_doc("type: Mesh\nname: m\n", body)
 }
 
 pub(super) fn refused(body: &str, expected: &[(&str, &str)]) {
@@ -399,6 +391,14 @@ fn constraints_rules() {
     }
     let want: Vec<(&str, &str)> = want.iter().map(|(f, r)| (f.as_str(), *r)).collect();
     refused(bad_tags, &want);
+    // A null value is an empty one to Kuma's decoder.
+    refused(
+        "constraints: {dataplaneProxy: {requirements: [{tags: {kuma.io/zone: null}}]}}",
+        &[(
+            "constraints.dataplaneProxy.requirements[0].tags[\"kuma.io/zone\"]",
+            "tag value must be non-empty",
+        )],
+    );
 }
 
 #[test]

@@ -9,6 +9,22 @@ fn examples_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/examples")
 }
 
+/// `head` followed by `body`, whose common indentation is removed, parsed as YAML (for table tests).
+pub(super) fn yaml_doc(head: &str, body: &str) -> Value {
+    let lines: Vec<&str> = body.lines().filter(|l| !l.trim().is_empty()).collect();
+    let indent = lines
+        .iter()
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    let mut text = head.to_string();
+    for l in lines {
+        text.push_str(&l[indent..]);
+        text.push('\n');
+    }
+    format::parse_yaml(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"))
+}
+
 pub(super) fn violations(v: Value) -> Vec<(String, String)> {
     match Resource::from_universal(&v) {
         Ok(r) => panic!("expected violations, got {r:?}"),
@@ -129,7 +145,7 @@ fn all_violations_reported_at_once_with_kuma_paths() {
         ),
         (
             "mtls.backends[3].conf.cert",
-            "data source has to be chosen. Available sources: secret, file, inline, inlineString",
+            "data source has to be chosen. Available sources: secret, file, inline",
         ),
         ("mtls.backends[3].conf.key", "has to be defined"),
         ("bogus", "unknown field"),
