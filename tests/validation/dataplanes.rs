@@ -341,3 +341,54 @@ async fn names_follow_kuma_and_strict_names_refuses_what_kuma_warns_about() {
         .expect("put");
     assert_eq!((s, b["warnings"].clone()), (201, json!([])), "{b}");
 }
+
+/// Kuma's membership rule: each inbound's (and a gateway's) tags, with the zone's `kuma.io/zone`,
+/// must meet one of the Mesh's requirements and none of its restrictions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meshs_constraints_decide_which_dataplanes_join_it() {
+    let g = Global::start(Store::Memory, &[]).await.expect("global");
+    let (s, b) = g
+        .api
+        .put(
+            "/meshes/default",
+            &json!({"type": "Mesh", "name": "default", "constraints": {"dataplaneProxy": {
+                "requirements": [{"tags": {"kuma.io/zone": "east"}}],
+                "restrictions": [{"tags": {"kuma.io/service": "legacy"}}]}}}),
+        )
+        .await
+        .expect("mesh");
+    assert!(s == 200 || s == 201, "{s} {b}");
+    let zone = Zone::start(&g, "east", Store::Memory, &[])
+        .await
+        .expect("zone");
+    eventually(WAIT, "the constraints at the zone", || async {
+        match zone.api.get("/meshes/default").await {
+            Ok((200, m)) if m.get("constraints").is_some() => Some(()),
+            _ => None,
+        }
+    })
+    .await
+    .expect("mesh synced");
+    let web = dataplane(
+        "web-1",
+        json!({"networking": {"address": "10.0.0.1", "inbound": [{"port": 80, "tags": {"kuma.io/service": "web"}}]}}),
+    );
+    let (s, b) = zone
+        .api
+        .put("/meshes/default/dataplanes/web-1", &web)
+        .await
+        .expect("put");
+    assert_eq!(s, 201, "the zone's own tag meets the requirement: {b}");
+    refused_with(
+        &zone.api,
+        &dataplane(
+            "legacy-1",
+            json!({"networking": {"address": "10.0.0.2", "inbound": [{"port": 80, "tags": {"kuma.io/service": "legacy"}}]}}),
+        ),
+        &[(
+            "networking.inbound[0].tags",
+            "dataplane cannot be a member of mesh \"default\" because its tags \"kuma.io/service=legacy kuma.io/zone=east\" matches restricted tags \"kuma.io/service=legacy\" defined on the Mesh",
+        )],
+    )
+    .await;
+}

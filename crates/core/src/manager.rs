@@ -5,6 +5,7 @@
 mod ca_change;
 mod delete;
 pub mod invariants;
+mod membership;
 mod mesh;
 #[cfg(test)]
 mod tests;
@@ -112,6 +113,8 @@ pub struct ResourceManager {
     mode: Mode,
     /// `--strict-names`: Mesh and Zone names must be RFC 1035 labels.
     strict_names: bool,
+    /// The zone this manager serves, whose `kuma.io/zone` Kuma's membership rule counts.
+    zone: Option<String>,
 }
 
 impl ResourceManager {
@@ -127,7 +130,14 @@ impl ResourceManager {
             loader,
             mode,
             strict_names: false,
+            zone: None,
         }
+    }
+
+    /// The zone whose name Dataplanes carry as `kuma.io/zone` (for the Mesh's constraints).
+    pub fn with_zone(mut self, zone: impl Into<String>) -> Self {
+        self.zone = Some(zone.into());
+        self
     }
 
     /// Refuse Mesh and Zone names that are not RFC 1035 labels, instead of warning as Kuma does.
@@ -217,7 +227,16 @@ impl ResourceManager {
             warnings.extend(names::rfc1035_warning(kind, &key.name));
         }
         if kind.is_mesh_scoped() {
-            self.require_mesh(&key.mesh).await?;
+            let mesh = self.require_mesh(&key.mesh).await?;
+            if let Spec::Dataplane(dp) = &resource.spec
+                && let Ok(Resource {
+                    spec: Spec::Mesh(m),
+                    ..
+                }) = mesh.to_resource()
+            {
+                membership::check(&key.mesh, &m, dp, self.zone.as_deref())
+                    .map_err(ManagerError::Invalid)?;
+            }
         }
         let current = self.store.get(&key).await?;
         if let Some(expected) = opts.expected_version {
@@ -279,14 +298,16 @@ impl ResourceManager {
         Ok((applied, warnings))
     }
 
-    async fn require_mesh(&self, mesh: &str) -> Result<(), ManagerError> {
-        if self.store.get(&ResourceKey::mesh(mesh)).await?.is_none() {
-            return Err(ManagerError::Invalid(ValidationError::single(
-                "mesh",
-                format!("mesh of name {mesh} is not found"),
-            )));
-        }
-        Ok(())
+    async fn require_mesh(&self, mesh: &str) -> Result<Record, ManagerError> {
+        self.store
+            .get(&ResourceKey::mesh(mesh))
+            .await?
+            .ok_or_else(|| {
+                ManagerError::Invalid(ValidationError::single(
+                    "mesh",
+                    format!("mesh of name {mesh} is not found"),
+                ))
+            })
     }
 
     /// Creates the `default` Mesh when it is absent, as Kuma does at start.

@@ -120,7 +120,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let ca = meshplane_ca::registry();
     let manager = Arc::new(
         ResourceManager::new(store.clone(), ca.clone(), loader.clone(), mode)
-            .with_strict_names(args.names.strict_names),
+            .with_strict_names(args.names.strict_names)
+            .with_zone(zone_name.clone()),
     );
     if mode == Mode::StandaloneZone
         && !args.skip_default_mesh
