@@ -119,22 +119,7 @@ async fn refused_with(api: &Api, body: &Value, expected: &[(&str, &str)]) {
     let path = format!("/meshes/default/dataplanes/{name}");
     let (s, b) = api.put(&path, body).await.expect("put");
     assert_eq!(s, 400, "{name} should be refused: {b}");
-    let got: Vec<(String, String)> = b["invalid_parameters"]
-        .as_array()
-        .expect("invalid_parameters")
-        .iter()
-        .map(|p| {
-            (
-                p["field"].as_str().expect("field").to_string(),
-                p["reason"].as_str().expect("reason").to_string(),
-            )
-        })
-        .collect();
-    let want: Vec<(String, String)> = expected
-        .iter()
-        .map(|(f, r)| (f.to_string(), r.to_string()))
-        .collect();
-    assert_eq!(got, want, "{body}");
+    assert_eq!(field_reasons(&b), pairs(expected), "{body}");
     let (s, _) = api.get(&path).await.expect("get");
     assert_eq!(s, 404, "{name}: nothing stored");
 }

@@ -128,6 +128,25 @@ impl Decoder {
         }
     }
 
+    /// A list whose elements are decoded by `f`; `None` when it is not a list or any element failed.
+    pub fn list<'v, T>(
+        &mut self,
+        v: &'v Value,
+        path: &FieldPath,
+        mut f: impl FnMut(&mut Decoder, &'v Value, &FieldPath) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        let items = self.array(v, path)?;
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            match f(self, item, &path.index(i)) {
+                Some(t) => out.push(t),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
     /// A map of strings to strings (labels, tags).
     pub fn string_map(
         &mut self,
@@ -289,19 +308,10 @@ impl<'v> Obj<'v> {
         &mut self,
         d: &mut Decoder,
         key: &str,
-        mut f: impl FnMut(&mut Decoder, &'v Value, &FieldPath) -> Option<T>,
+        f: impl FnMut(&mut Decoder, &'v Value, &FieldPath) -> Option<T>,
     ) -> Option<Vec<T>> {
         let (v, p) = self.field(key)?;
-        let items = d.array(v, &p)?;
-        let mut out = Vec::with_capacity(items.len());
-        let mut ok = true;
-        for (i, item) in items.iter().enumerate() {
-            match f(d, item, &p.index(i)) {
-                Some(t) => out.push(t),
-                None => ok = false,
-            }
-        }
-        ok.then_some(out)
+        d.list(v, &p, f)
     }
 
     /// Keys not read so far, with their values, in document order (for opaque pass-through fields).

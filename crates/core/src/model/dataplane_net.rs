@@ -304,34 +304,7 @@ fn uint(d: &mut Decoder, v: &Value, p: &FieldPath) -> Option<u32> {
 }
 
 fn strings(d: &mut Decoder, v: &Value, p: &FieldPath) -> Option<Vec<String>> {
-    let items = d.array(v, p)?;
-    let mut out = Vec::with_capacity(items.len());
-    let mut ok = true;
-    for (i, item) in items.iter().enumerate() {
-        match d.string(item, &p.index(i)) {
-            Some(s) => out.push(s),
-            None => ok = false,
-        }
-    }
-    ok.then_some(out)
-}
-
-fn list<T>(
-    d: &mut Decoder,
-    v: &Value,
-    p: &FieldPath,
-    mut f: impl FnMut(&mut Decoder, &Value, &FieldPath) -> Option<T>,
-) -> Option<Vec<T>> {
-    let items = d.array(v, p)?;
-    let mut out = Vec::with_capacity(items.len());
-    let mut ok = true;
-    for (i, item) in items.iter().enumerate() {
-        match f(d, item, &p.index(i)) {
-            Some(t) => out.push(t),
-            None => ok = false,
-        }
-    }
-    ok.then_some(out)
+    d.list(v, p, |d, v, p| d.string(v, p))
 }
 
 /// Ends an object's decoding: unknown fields are reported, and any failed field fails the whole.
@@ -346,10 +319,10 @@ impl Networking {
         let address = opt(d, &mut o, "address", string);
         let advertised_address = opt(d, &mut o, "advertisedAddress", string);
         let inbound = opt(d, &mut o, "inbound", |d, v, p| {
-            list(d, v, p, Inbound::decode)
+            d.list(v, p, Inbound::decode)
         });
         let outbound = opt(d, &mut o, "outbound", |d, v, p| {
-            list(d, v, p, Outbound::decode)
+            d.list(v, p, Outbound::decode)
         });
         let gateway = opt(d, &mut o, "gateway", Gateway::decode);
         let transparent_proxying = opt(
@@ -364,7 +337,7 @@ impl Networking {
             done(d, o, port.map(|port| Admin { port }))
         });
         let listeners = opt(d, &mut o, "listeners", |d, v, p| {
-            list(d, v, p, Listener::decode)
+            d.list(v, p, Listener::decode)
         });
         let fields = (|| -> Result<_, ()> {
             Ok(Self {
@@ -518,7 +491,7 @@ impl TransparentProxying {
         let reachable_backends = opt(d, &mut o, "reachableBackends", |d, v, p| {
             let mut o = d.object(v, p)?;
             let refs = opt(d, &mut o, "refs", |d, v, p| {
-                list(d, v, p, ReachableBackendRef::decode)
+                d.list(v, p, ReachableBackendRef::decode)
             });
             done(d, o, refs.map(|refs| ReachableBackends { refs }))
         });
@@ -598,7 +571,7 @@ impl Probes {
         let mut o = d.object(v, path)?;
         let port = opt(d, &mut o, "port", uint);
         let endpoints = opt(d, &mut o, "endpoints", |d, v, p| {
-            list(d, v, p, |d, v, p| {
+            d.list(v, p, |d, v, p| {
                 let mut o = d.object(v, p)?;
                 let inbound_port = opt(d, &mut o, "inboundPort", uint);
                 let inbound_path = opt(d, &mut o, "inboundPath", string);

@@ -5,11 +5,7 @@
 
 use serde_json::Value;
 
-use super::{
-    Resource, Spec,
-    tests::{violations, yaml_doc},
-};
-use crate::format;
+use super::tests::{assert_refused, assert_round_trips, yaml_doc};
 
 /// `type: Dataplane`, `mesh: default` and `name: dp-1` followed by `body`, whose common
 /// indentation is removed.
@@ -18,26 +14,12 @@ pub(super) fn dataplane(body: &str) -> Value {
 }
 
 pub(super) fn refused(body: &str, expected: &[(&str, &str)]) {
-    let got = violations(dataplane(body));
-    let want: Vec<(String, String)> = expected
-        .iter()
-        .map(|(f, r)| (f.to_string(), r.to_string()))
-        .collect();
-    assert_eq!(got, want, "for:\n{body}");
+    assert_refused(dataplane(body), body, expected);
 }
 
-/// Accepted, and read back (universal form, YAML, and the store's spec form) as applied.
+/// Accepted, and read back as applied.
 pub(super) fn accepted(body: &str) {
-    let doc = dataplane(body);
-    let r = Resource::from_universal(&doc).unwrap_or_else(|e| panic!("{e}\nfor:\n{body}"));
-    assert_eq!(r.to_universal(), doc, "round trip of:\n{body}");
-    let yaml = format::to_yaml(&r.to_universal());
-    let again = Resource::from_universal(&format::parse_yaml(&yaml).expect("yaml")).expect("valid");
-    assert_eq!(again, r, "{yaml}");
-    assert_eq!(
-        Spec::from_json(r.kind(), &r.spec.to_json()).expect("spec"),
-        r.spec
-    );
+    assert_round_trips(dataplane(body), body);
 }
 
 /// Kuma's "should pass validation" table, then the valid rows of its other tables, then ours.

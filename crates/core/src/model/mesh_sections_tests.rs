@@ -6,10 +6,9 @@
 use serde_json::Value;
 
 use super::{
-    Resource, Spec,
-    tests::{violations, yaml_doc},
+    Resource,
+    tests::{assert_refused, assert_round_trips, yaml_doc},
 };
-use crate::format;
 
 /// `type: Mesh` and `name: m` followed by `body`, whose common indentation is removed.
 fn mesh(body: &str) -> Value {
@@ -17,27 +16,12 @@ fn mesh(body: &str) -> Value {
 }
 
 pub(super) fn refused(body: &str, expected: &[(&str, &str)]) {
-    let doc = mesh(body);
-    let got = violations(doc);
-    let want: Vec<(String, String)> = expected
-        .iter()
-        .map(|(f, r)| (f.to_string(), r.to_string()))
-        .collect();
-    assert_eq!(got, want, "for:\n{body}");
+    assert_refused(mesh(body), body, expected);
 }
 
-/// Accepted, and read back (universal form, YAML, and the store's spec form) as applied.
+/// Accepted, and read back as applied.
 fn accepted(body: &str) {
-    let doc = mesh(body);
-    let r = Resource::from_universal(&doc).unwrap_or_else(|e| panic!("{e}\nfor:\n{body}"));
-    assert_eq!(r.to_universal(), doc, "round trip of:\n{body}");
-    let yaml = format::to_yaml(&r.to_universal());
-    let again = Resource::from_universal(&format::parse_yaml(&yaml).expect("yaml")).expect("valid");
-    assert_eq!(again, r, "{yaml}");
-    assert_eq!(
-        Spec::from_json(r.kind(), &r.spec.to_json()).expect("spec"),
-        r.spec
-    );
+    assert_round_trips(mesh(body), body);
 }
 
 // Kuma's "should pass validation" table, and the shapes around its rules.

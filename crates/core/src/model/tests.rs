@@ -25,6 +25,29 @@ pub(super) fn yaml_doc(head: &str, body: &str) -> Value {
     format::parse_yaml(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"))
 }
 
+/// `doc` (written as `body`) is refused with exactly `expected` (field, reason), in order.
+pub(super) fn assert_refused(doc: Value, body: &str, expected: &[(&str, &str)]) {
+    let want: Vec<(String, String)> = expected
+        .iter()
+        .map(|(f, r)| (f.to_string(), r.to_string()))
+        .collect();
+    assert_eq!(violations(doc), want, "for:\n{body}");
+}
+
+/// `doc` (written as `body`) is accepted, and reads back (universal form, YAML, and the store's
+/// spec form) as applied.
+pub(super) fn assert_round_trips(doc: Value, body: &str) {
+    let r = Resource::from_universal(&doc).unwrap_or_else(|e| panic!("{e}\nfor:\n{body}"));
+    assert_eq!(r.to_universal(), doc, "round trip of:\n{body}");
+    let yaml = format::to_yaml(&r.to_universal());
+    let again = Resource::from_universal(&format::parse_yaml(&yaml).expect("yaml")).expect("valid");
+    assert_eq!(again, r, "{yaml}");
+    assert_eq!(
+        Spec::from_json(r.kind(), &r.spec.to_json()).expect("spec"),
+        r.spec
+    );
+}
+
 pub(super) fn violations(v: Value) -> Vec<(String, String)> {
     match Resource::from_universal(&v) {
         Ok(r) => panic!("expected violations, got {r:?}"),
