@@ -2,6 +2,13 @@
 
 pub mod ca_conf;
 pub mod dataplane;
+mod dataplane_insight;
+mod dataplane_net;
+mod dataplane_rules;
+#[cfg(test)]
+mod dataplane_rules_tests;
+#[cfg(test)]
+mod dataplane_tests;
 pub mod datasource;
 pub mod kind;
 mod kuma_net;
@@ -21,7 +28,7 @@ pub mod zone;
 #[cfg(test)]
 mod tests;
 
-pub use dataplane::{DataplaneInsightSpec, DataplaneSpec, MtlsInsight, TagSet};
+pub use dataplane::{DataplaneIdentity, DataplaneInsightSpec, DataplaneSpec, MtlsInsight, TagSet};
 pub use datasource::DataSource;
 pub use kind::{Origin, ResourceKey, ResourceKind};
 pub use mesh::{Backend, BackendConf, BackendType, MeshSpec};

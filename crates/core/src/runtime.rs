@@ -7,6 +7,7 @@ pub mod critical;
 pub mod datasource_args;
 pub mod host;
 pub mod metrics;
+pub mod names_args;
 pub mod readiness;
 pub mod server_cert;
 pub mod signal;

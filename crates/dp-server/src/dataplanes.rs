@@ -7,8 +7,8 @@ use futures::Stream;
 use meshplane_core::{
     manager::{ApplyOptions, DeleteOptions, ManagerError},
     model::{
-        ResourceKey, ResourceKind, Spec,
-        dataplane::{DiscoverySubscription, SERVICE_TAG, ZONE_TAG},
+        DataplaneIdentity, ResourceKey, ResourceKind, Spec,
+        dataplane::{DiscoverySubscription, SERVICE_TAG},
     },
     store::ResourceStoreExt,
     tokens::DataplaneClaims,
@@ -34,7 +34,8 @@ fn manager_status(e: ManagerError) -> Status {
     }
 }
 
-/// The token may only register the dataplane it names, with the service it names.
+/// The token may only register the dataplane it names, with the service it names: the services
+/// of the identity its certificates would carry (inbounds, gateway, or `kuma.io/workload`).
 fn check_binding(
     claims: &DataplaneClaims,
     mesh: &str,
@@ -46,6 +47,14 @@ fn check_binding(
         return Err(Status::permission_denied(format!(
             "the dataplane token is for {}/{}, not {mesh}/{name}",
             claims.mesh, claims.name
+        )));
+    }
+    if let Some(allowed) = claims.tags.get(SERVICE_TAG)
+        && services.is_empty()
+    {
+        tracing::warn!(mesh, dataplane = name, token_service = %allowed, "dataplane refused: it has no service and the token names one");
+        return Err(Status::permission_denied(format!(
+            "dataplane has no tag {SERVICE_TAG:?} required by the token"
         )));
     }
     if let Some(allowed) = claims.tags.get(SERVICE_TAG)
@@ -83,12 +92,9 @@ impl dp::dataplane_service_server::DataplaneService for Service {
                 r.kind()
             )));
         };
-        check_binding(&claims, &r.meta.mesh, &r.meta.name, &spec.services())?;
-        for inbound in &mut spec.networking.inbound {
-            inbound
-                .tags
-                .insert(ZONE_TAG.into(), self.inner.zone.clone());
-        }
+        let identity = DataplaneIdentity::of(&r.meta.name, spec, &r.meta.labels);
+        check_binding(&claims, &r.meta.mesh, &r.meta.name, identity.services())?;
+        spec.stamp_zone(&self.inner.zone);
         let (mesh, name) = (r.meta.mesh.clone(), r.meta.name.clone());
         let _slot = self.inner.store_slot().await;
         self.inner
@@ -143,9 +149,9 @@ impl dp::dataplane_service_server::DataplaneService for Service {
             claims.name.clone(),
         );
         let slot = self.inner.store_slot().await;
-        let dp = match self.inner.manager.store().get_resource(&key).await {
-            Ok(Some((r, _))) => match r.spec {
-                Spec::Dataplane(d) => d,
+        let identity = match self.inner.manager.store().get_resource(&key).await {
+            Ok(Some((r, _))) => match &r.spec {
+                Spec::Dataplane(d) => DataplaneIdentity::of(&r.meta.name, d, &r.meta.labels),
                 _ => return Err(Status::internal("stored dataplane has another kind")),
             },
             Ok(None) => {
@@ -161,10 +167,10 @@ impl dp::dataplane_service_server::DataplaneService for Service {
         };
         let mut keys = vec![CertKey::mesh_cert(&claims.mesh, &claims.name)];
         if want_svids {
-            keys.extend(dp.services().into_iter().map(|s| CertKey {
+            keys.extend(identity.services().iter().map(|s| CertKey {
                 mesh: claims.mesh.clone(),
                 dataplane: claims.name.clone(),
-                profile: Profile::Svid(s),
+                profile: Profile::Svid(s.clone()),
             }));
         }
         let (tx, rx) = mpsc::channel(4);

@@ -48,6 +48,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub metrics: meshplane_core::runtime::api_args::MetricsArgs,
     #[command(flatten)]
+    pub names: meshplane_core::runtime::names_args::NameArgs,
+    #[command(flatten)]
     pub datasource: meshplane_core::runtime::datasource_args::DataSourceArgs,
     /// Address of the zone sync server (Kuma's KDS port 5685). Zones dial it with TLS.
     #[arg(

@@ -73,12 +73,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let loader = Arc::new(StoreLoader::with_file_dirs(store.clone(), file_dirs));
     let ca = meshplane_ca::registry();
-    let manager = Arc::new(ResourceManager::new(
-        store.clone(),
-        ca,
-        loader,
-        Mode::Global,
-    ));
+    let manager = Arc::new(
+        ResourceManager::new(store.clone(), ca, loader, Mode::Global)
+            .with_strict_names(args.names.strict_names),
+    );
     if !args.skip_default_mesh
         && manager
             .ensure_default_mesh()

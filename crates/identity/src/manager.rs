@@ -12,7 +12,7 @@ use std::{
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use meshplane_core::{
-    model::{DataplaneSpec, MeshSpec, ResourceKind, Spec, dataplane::DataplaneCertificateSpec},
+    model::{DataplaneIdentity, MeshSpec, ResourceKind, Spec, dataplane::DataplaneCertificateSpec},
     runtime::backoff::Backoff,
     store::ListQuery,
 };
@@ -69,10 +69,10 @@ pub(crate) enum Command {
     /// Everything the worker should know, replacing what it knew (start-up and store resyncs).
     Snapshot {
         meshes: Vec<(String, MeshSpec)>,
-        dataplanes: Vec<(String, String, DataplaneSpec)>,
+        dataplanes: Vec<(String, String, DataplaneIdentity)>,
     },
     Mesh(String, Option<MeshSpec>),
-    Dataplane(String, String, Option<DataplaneSpec>),
+    Dataplane(String, String, Option<DataplaneIdentity>),
     Ensure(CertKey),
 }
 
@@ -142,14 +142,14 @@ impl CertManager {
         self.send(Command::Mesh(name, spec));
     }
 
-    pub fn dataplane_changed(&self, mesh: String, name: String, spec: Option<DataplaneSpec>) {
+    pub fn dataplane_changed(&self, mesh: String, name: String, spec: Option<DataplaneIdentity>) {
         self.send(Command::Dataplane(mesh, name, spec));
     }
 
     pub fn snapshot(
         &self,
         meshes: Vec<(String, MeshSpec)>,
-        dataplanes: Vec<(String, String, DataplaneSpec)>,
+        dataplanes: Vec<(String, String, DataplaneIdentity)>,
     ) {
         self.send(Command::Snapshot { meshes, dataplanes });
     }
@@ -181,7 +181,7 @@ struct Worker {
     shared: Arc<Shared>,
     rx: mpsc::UnboundedReceiver<Command>,
     meshes: HashMap<String, MeshSpec>,
-    dataplanes: HashMap<(String, String), DataplaneSpec>,
+    dataplanes: HashMap<(String, String), DataplaneIdentity>,
     entries: HashMap<CertKey, Entry>,
     /// The keys of `entries` by (mesh, dataplane), so a dataplane's change touches only its own.
     by_dataplane: HashMap<(String, String), Vec<CertKey>>,
@@ -468,7 +468,10 @@ impl Worker {
         let Some(backend) = mesh.enabled_backend() else {
             return Want::Blocked(format!("mTLS is not enabled in mesh {:?}", key.mesh));
         };
-        let tags = dp.tag_set();
+        let tags = match dp.tags() {
+            Ok(t) => t.clone(),
+            Err(why) => return Want::Blocked(why.to_string()),
+        };
         if let Profile::Svid(service) = &key.profile
             && !dp.services().contains(service)
         {
@@ -736,4 +739,4 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 /// Keys the identities of one dataplane by mesh and name (for callers building snapshots).
-pub type DataplaneIndex = BTreeMap<(String, String), DataplaneSpec>;
+pub type DataplaneIndex = BTreeMap<(String, String), DataplaneIdentity>;

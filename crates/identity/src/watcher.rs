@@ -3,7 +3,7 @@
 
 use futures::{FutureExt, StreamExt};
 use meshplane_core::{
-    model::{ResourceKey, ResourceKind, Spec},
+    model::{DataplaneIdentity, Resource, ResourceKey, ResourceKind, Spec},
     store::{ListQuery, Received, ResourceStore, StoreError},
 };
 
@@ -25,9 +25,10 @@ async fn snapshot(store: &dyn ResourceStore, mgr: &CertManager) -> Result<(), St
         .items
     {
         if let Ok(r) = rec.to_resource()
-            && let Spec::Dataplane(d) = r.spec
+            && let Spec::Dataplane(d) = &r.spec
         {
-            dps.push((rec.key.mesh.clone(), rec.key.name.clone(), d));
+            let id = DataplaneIdentity::of(&r.meta.name, d, &r.meta.labels);
+            dps.push((rec.key.mesh.clone(), rec.key.name.clone(), id));
         }
     }
     mgr.snapshot(meshes, dps);
@@ -97,12 +98,25 @@ pub async fn run(
                     continue;
                 }
             };
-            let spec = rec.and_then(|r| r.to_resource().ok()).map(|r| r.spec);
-            match (key.kind, spec) {
-                (ResourceKind::Mesh, Some(Spec::Mesh(m))) => mgr.mesh_changed(key.name, Some(m)),
+            let resource = rec.and_then(|r| r.to_resource().ok());
+            match (key.kind, resource) {
+                (
+                    ResourceKind::Mesh,
+                    Some(Resource {
+                        spec: Spec::Mesh(m),
+                        ..
+                    }),
+                ) => mgr.mesh_changed(key.name, Some(m)),
                 (ResourceKind::Mesh, _) => mgr.mesh_changed(key.name, None),
-                (ResourceKind::Dataplane, Some(Spec::Dataplane(d))) => {
-                    mgr.dataplane_changed(key.mesh, key.name, Some(d))
+                (
+                    ResourceKind::Dataplane,
+                    Some(Resource {
+                        meta,
+                        spec: Spec::Dataplane(d),
+                    }),
+                ) => {
+                    let id = DataplaneIdentity::of(&meta.name, &d, &meta.labels);
+                    mgr.dataplane_changed(key.mesh, key.name, Some(id))
                 }
                 (ResourceKind::Dataplane, _) => mgr.dataplane_changed(key.mesh, key.name, None),
                 _ => {}

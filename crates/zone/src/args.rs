@@ -59,6 +59,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub metrics: meshplane_core::runtime::api_args::MetricsArgs,
     #[command(flatten)]
+    pub names: meshplane_core::runtime::names_args::NameArgs,
+    #[command(flatten)]
     pub datasource: meshplane_core::runtime::datasource_args::DataSourceArgs,
     /// Address of the dataplane server (Kuma's port 5678).
     #[arg(

@@ -52,6 +52,16 @@ fn kds_config(args: &RunArgs, instance_id: &str) -> anyhow::Result<Option<Client
         if let Some(reason) = names::name_violation(&zone, names::MAX_ZONE_NAME) {
             bail!("--zone {zone:?}: {reason}");
         }
+        if let Some(reason) = names::rfc1035_violation(&zone) {
+            if args.names.strict_names {
+                bail!("--zone {zone:?}: {reason} (--strict-names is on)");
+            }
+            tracing::warn!(
+                "{}",
+                names::rfc1035_warning(meshplane_core::model::ResourceKind::Zone, &zone)
+                    .unwrap_or_default()
+            );
+        }
     }
     let token_file = args
         .zone_token_file
@@ -119,12 +129,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let loader = Arc::new(StoreLoader::with_file_dirs(store.clone(), file_dirs));
     // One registry for validation and issuance, so both share Vault sessions (and token renewal).
     let ca = meshplane_ca::registry();
-    let manager = Arc::new(ResourceManager::new(
-        store.clone(),
-        ca.clone(),
-        loader.clone(),
-        mode,
-    ));
+    let manager = Arc::new(
+        ResourceManager::new(store.clone(), ca.clone(), loader.clone(), mode)
+            .with_strict_names(args.names.strict_names)
+            .with_zone(zone_name.clone()),
+    );
     if mode == Mode::StandaloneZone
         && !args.skip_default_mesh
         && manager

@@ -190,9 +190,9 @@ impl Resource {
         let mesh = if kind.is_mesh_scoped() {
             let m = o.req_string(&mut d, "mesh");
             if let Some(m) = &m
-                && !names::is_valid_name(m)
+                && let Some(reason) = names::mesh_ref_violation(m)
             {
-                d.violation(&FieldPath::root().field("mesh"), names::NAME_RULE);
+                d.violation(&FieldPath::root().field("mesh"), reason);
             }
             m
         } else {
