@@ -171,24 +171,22 @@ impl dp::dataplane_service_server::DataplaneService for Service {
         let inner = self.inner.clone();
         let (mesh, name) = (claims.mesh.clone(), claims.name.clone());
         let sub_id = uuid::Uuid::new_v4().to_string();
-        let store = inner.manager.store().clone();
-        let instance = inner.instance_id.clone();
-        let connected = Utc::now();
-        let sid = sub_id.clone();
-        if let Err(e) = insight::update(store.as_ref(), &mesh, &name, |s| {
-            s.subscriptions.push(DiscoverySubscription {
-                id: sid.clone(),
-                control_plane_instance_id: instance.clone(),
-                connect_time: connected,
-                disconnect_time: None,
-            });
-            let excess = s.subscriptions.len().saturating_sub(5);
-            s.subscriptions.drain(..excess);
-        })
-        .await
-        {
-            tracing::warn!(mesh, dataplane = name, error = %e, "could not record the dataplane's connection");
-        }
+        let persist = inner.certs.persister().clone();
+        // Recorded in memory and written with the next batch: a fleet reconnecting costs no
+        // store write per connection.
+        persist.insight(
+            &mesh,
+            &name,
+            Box::new({
+                let sub = DiscoverySubscription {
+                    id: sub_id.clone(),
+                    control_plane_instance_id: inner.instance_id.clone(),
+                    connect_time: Utc::now(),
+                    disconnect_time: None,
+                };
+                move |s| insight::connected(s, sub)
+            }),
+        );
         drop(slot);
         tracing::info!(
             mesh,
@@ -199,16 +197,11 @@ impl dp::dataplane_service_server::DataplaneService for Service {
         tokio::spawn(async move {
             identity_stream(&inner.certs, keys, tx, drain).await;
             let now = Utc::now();
-            let _slot = inner.store_slot().await;
-            let r = insight::update(store.as_ref(), &mesh, &name, |s| {
-                if let Some(sub) = s.subscriptions.iter_mut().find(|x| x.id == sub_id) {
-                    sub.disconnect_time = Some(now);
-                }
-            })
-            .await;
-            if let Err(e) = r {
-                tracing::warn!(mesh, dataplane = name, error = %e, "could not record the dataplane's disconnection");
-            }
+            persist.insight(
+                &mesh,
+                &name,
+                Box::new(move |s| insight::disconnected(s, &sub_id, now)),
+            );
             tracing::info!(
                 mesh,
                 dataplane = name,
