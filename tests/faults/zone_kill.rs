@@ -114,7 +114,9 @@ async fn kill_9_of_a_zone_while_it_certifies_a_fleet_loses_no_served_certificate
         acknowledged.len()
     );
 
-    z.launch().await.expect("zone restarted on the same database");
+    z.launch()
+        .await
+        .expect("zone restarted on the same database");
     let after = Arc::new(Mutex::new(HashMap::new()));
     let mut agents = fleet(&channel(&z).await, &tokens, &after);
     eventually(WAIT, "the whole fleet served after the restart", || {

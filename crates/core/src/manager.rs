@@ -192,10 +192,23 @@ impl ResourceManager {
         let kind = resource.kind();
         self.check_writable(kind)?;
         let key = resource.key();
-        if kind.is_mesh_scoped() {
-            self.require_mesh(&key.mesh).await?;
-        }
-        let current = self.store.get(&key).await?;
+        let current = if kind.is_mesh_scoped() {
+            // The Mesh and the record in one read: a fleet registering costs one statement each,
+            // not two.
+            let mesh_key = ResourceKey::mesh(key.mesh.clone());
+            let sel = crate::store::Selection {
+                kinds: Vec::new(),
+                keys: vec![mesh_key.clone(), key.clone()],
+            };
+            let mut found = self.store.snapshot(&sel).await?;
+            if !found.iter().any(|r| r.key == mesh_key) {
+                return Err(mesh_not_found(&key.mesh));
+            }
+            found.retain(|r| r.key == key);
+            found.pop()
+        } else {
+            self.store.get(&key).await?
+        };
         if let Some(expected) = opts.expected_version {
             match &current {
                 Some(c) if c.version == expected => {}
@@ -256,16 +269,6 @@ impl ResourceManager {
         Ok((applied, warnings))
     }
 
-    async fn require_mesh(&self, mesh: &str) -> Result<(), ManagerError> {
-        if self.store.get(&ResourceKey::mesh(mesh)).await?.is_none() {
-            return Err(ManagerError::Invalid(ValidationError::single(
-                "mesh",
-                format!("mesh of name {mesh} is not found"),
-            )));
-        }
-        Ok(())
-    }
-
     /// Creates the `default` Mesh when it is absent, as Kuma does at start.
     pub async fn ensure_default_mesh(&self) -> Result<bool, ManagerError> {
         let key = ResourceKey::mesh("default");
@@ -293,4 +296,12 @@ pub fn owner_of(key: &ResourceKey) -> Option<ResourceKey> {
     key.kind
         .is_mesh_scoped()
         .then(|| ResourceKey::mesh(key.mesh.clone()))
+}
+
+/// Kuma's answer for a mesh-scoped resource whose Mesh does not exist.
+fn mesh_not_found(mesh: &str) -> ManagerError {
+    ManagerError::Invalid(ValidationError::single(
+        "mesh",
+        format!("mesh of name {mesh} is not found"),
+    ))
 }

@@ -142,19 +142,26 @@ impl dp::dataplane_service_server::DataplaneService for Service {
             claims.mesh.clone(),
             claims.name.clone(),
         );
-        let slot = self.inner.store_slot().await;
-        let dp = match self.inner.manager.store().get_resource(&key).await {
-            Ok(Some((r, _))) => match r.spec {
-                Spec::Dataplane(d) => d,
-                _ => return Err(Status::internal("stored dataplane has another kind")),
-            },
-            Ok(None) => {
-                return Err(Status::failed_precondition(format!(
-                    "dataplane {}/{} is not registered: call Register first",
-                    claims.mesh, claims.name
-                )));
+        // A reconnecting dataplane is known to the certificate manager: no store read. One that
+        // just registered may not have reached it yet; the store decides then.
+        let dp = match self.inner.certs.dataplane(&claims.mesh, &claims.name) {
+            Some(d) => d,
+            None => {
+                let _slot = self.inner.store_slot().await;
+                match self.inner.manager.store().get_resource(&key).await {
+                    Ok(Some((r, _))) => match r.spec {
+                        Spec::Dataplane(d) => std::sync::Arc::new(d),
+                        _ => return Err(Status::internal("stored dataplane has another kind")),
+                    },
+                    Ok(None) => {
+                        return Err(Status::failed_precondition(format!(
+                            "dataplane {}/{} is not registered: call Register first",
+                            claims.mesh, claims.name
+                        )));
+                    }
+                    Err(e) => return Err(Status::unavailable(e.to_string())),
+                }
             }
-            Err(e) => return Err(Status::unavailable(e.to_string())),
         };
         let Some(drain) = self.inner.drain_watch() else {
             return Err(Status::unavailable("the zone is shutting down"));
@@ -187,7 +194,6 @@ impl dp::dataplane_service_server::DataplaneService for Service {
                 move |s| insight::connected(s, sub)
             }),
         );
-        drop(slot);
         tracing::info!(
             mesh,
             dataplane = name,

@@ -83,6 +83,9 @@ pub(crate) enum Command {
 struct Shared {
     states: Mutex<HashMap<CertKey, watch::Sender<CertState>>>,
     trust: Mutex<HashMap<String, watch::Sender<Arc<MeshTrust>>>>,
+    /// The Dataplanes the worker knows (the same `Arc`s), so the dataplane server can answer a
+    /// reconnecting dataplane without reading the store.
+    dataplanes: Mutex<HashMap<(String, String), Arc<DataplaneSpec>>>,
 }
 
 /// The handle: cheap to clone, used by the dataplane server and the store watcher.
@@ -111,6 +114,7 @@ impl CertManager {
         let shared = Arc::new(Shared {
             states: Mutex::default(),
             trust: Mutex::default(),
+            dataplanes: Mutex::default(),
         });
         let (persist, persist_task) =
             Persister::spawn(deps.store.clone(), cfg.persist.clone(), drain);
@@ -200,6 +204,14 @@ impl CertManager {
         self.send(Command::Snapshot { meshes, dataplanes });
     }
 
+    /// The Dataplane as the manager last heard of it from the store, if it did. A dataplane that
+    /// just registered may not be here yet: callers fall back to the store.
+    pub fn dataplane(&self, mesh: &str, name: &str) -> Option<Arc<DataplaneSpec>> {
+        lock(&self.shared.dataplanes)
+            .get(&(mesh.to_string(), name.to_string()))
+            .cloned()
+    }
+
     /// Identities currently managed (for diagnostics and tests).
     pub fn managed(&self) -> usize {
         lock(&self.shared.states).len()
@@ -227,7 +239,7 @@ struct Worker {
     shared: Arc<Shared>,
     rx: mpsc::UnboundedReceiver<Command>,
     meshes: HashMap<String, MeshSpec>,
-    dataplanes: HashMap<(String, String), DataplaneSpec>,
+    dataplanes: HashMap<(String, String), Arc<DataplaneSpec>>,
     entries: HashMap<CertKey, Entry>,
     /// The keys of `entries` by (mesh, dataplane), so a dataplane's change touches only its own.
     by_dataplane: HashMap<(String, String), Vec<CertKey>>,
@@ -373,10 +385,19 @@ impl Worker {
                     }
                 }
                 self.meshes = meshes;
-                self.dataplanes = dataplanes
+                let dataplanes: HashMap<(String, String), Arc<DataplaneSpec>> = dataplanes
                     .into_iter()
-                    .map(|(m, n, s)| ((m, n), s))
+                    .map(|(m, n, s)| ((m, n), Arc::new(s)))
                     .collect();
+                for gone in self
+                    .dataplanes
+                    .keys()
+                    .filter(|k| !dataplanes.contains_key(*k))
+                {
+                    self.persist.forget(&gone.0, &gone.1);
+                }
+                self.dataplanes = dataplanes;
+                *lock(&self.shared.dataplanes) = self.dataplanes.clone();
                 let names: Vec<String> = self.meshes.keys().cloned().collect();
                 for m in names {
                     self.refresh_trust(&m);
@@ -424,6 +445,8 @@ impl Worker {
             }
             Command::Dataplane(mesh, name, spec) => match spec {
                 Some(s) => {
+                    let s = Arc::new(s);
+                    lock(&self.shared.dataplanes).insert((mesh.clone(), name.clone()), s.clone());
                     self.dataplanes.insert((mesh.clone(), name.clone()), s);
                     let mut keys = self.keys_of(&mesh, &name);
                     let mesh_key = CertKey::mesh_cert(mesh, name);
@@ -436,6 +459,7 @@ impl Worker {
                 }
                 None => {
                     self.dataplanes.remove(&(mesh.clone(), name.clone()));
+                    lock(&self.shared.dataplanes).remove(&(mesh.clone(), name.clone()));
                     self.persist.forget(&mesh, &name);
                     let keys = self.keys_of(&mesh, &name);
                     for k in keys {
