@@ -320,7 +320,7 @@ impl Worker {
                 backend: c.backend,
                 cert_pem: c.cert_pem,
                 key_pem: c.key_pem,
-                chain_pem: c.chain_pem,
+                chain_pem: crate::state::intern_chain(c.chain_pem),
                 not_before: c.not_before,
                 not_after: c.not_after,
                 issued_at: c.issued_at,
