@@ -129,7 +129,7 @@ async fn ours(
         concurrency,
         ..ManagerConfig::default()
     };
-    let (mgr, task) = CertManager::spawn(cfg, deps);
+    let (mgr, task) = CertManager::spawn(cfg, deps, None);
     // Watch first: the identities are known but blocked until the snapshot brings the dataplanes.
     let rxs: Vec<_> = (0..n)
         .map(|i| mgr.watch(&CertKey::mesh_cert(pki.mesh.clone(), dataplane_name(i))))

@@ -148,19 +148,30 @@ impl dp::dataplane_service_server::DataplaneService for Service {
             claims.mesh.clone(),
             claims.name.clone(),
         );
-        let slot = self.inner.store_slot().await;
-        let identity = match self.inner.manager.store().get_resource(&key).await {
-            Ok(Some((r, _))) => match &r.spec {
-                Spec::Dataplane(d) => DataplaneIdentity::of(&r.meta.name, d, &r.meta.labels),
-                _ => return Err(Status::internal("stored dataplane has another kind")),
-            },
-            Ok(None) => {
-                return Err(Status::failed_precondition(format!(
-                    "dataplane {}/{} is not registered: call Register first",
-                    claims.mesh, claims.name
-                )));
+        // A reconnecting dataplane is known to the certificate manager: no store read. One that
+        // just registered may not have reached it yet; the store decides then.
+        let identity = match self.inner.certs.dataplane(&claims.mesh, &claims.name) {
+            Some(d) => d,
+            None => {
+                let _slot = self.inner.store_slot().await;
+                match self.inner.manager.store().get_resource(&key).await {
+                    Ok(Some((r, _))) => match &r.spec {
+                        Spec::Dataplane(d) => std::sync::Arc::new(DataplaneIdentity::of(
+                            &r.meta.name,
+                            d,
+                            &r.meta.labels,
+                        )),
+                        _ => return Err(Status::internal("stored dataplane has another kind")),
+                    },
+                    Ok(None) => {
+                        return Err(Status::failed_precondition(format!(
+                            "dataplane {}/{} is not registered: call Register first",
+                            claims.mesh, claims.name
+                        )));
+                    }
+                    Err(e) => return Err(Status::unavailable(e.to_string())),
+                }
             }
-            Err(e) => return Err(Status::unavailable(e.to_string())),
         };
         let Some(drain) = self.inner.drain_watch() else {
             return Err(Status::unavailable("the zone is shutting down"));
@@ -177,25 +188,22 @@ impl dp::dataplane_service_server::DataplaneService for Service {
         let inner = self.inner.clone();
         let (mesh, name) = (claims.mesh.clone(), claims.name.clone());
         let sub_id = uuid::Uuid::new_v4().to_string();
-        let store = inner.manager.store().clone();
-        let instance = inner.instance_id.clone();
-        let connected = Utc::now();
-        let sid = sub_id.clone();
-        if let Err(e) = insight::update(store.as_ref(), &mesh, &name, |s| {
-            s.subscriptions.push(DiscoverySubscription {
-                id: sid.clone(),
-                control_plane_instance_id: instance.clone(),
-                connect_time: connected,
-                disconnect_time: None,
-            });
-            let excess = s.subscriptions.len().saturating_sub(5);
-            s.subscriptions.drain(..excess);
-        })
-        .await
-        {
-            tracing::warn!(mesh, dataplane = name, error = %e, "could not record the dataplane's connection");
-        }
-        drop(slot);
+        let persist = inner.certs.persister().clone();
+        // Recorded in memory and written with the next batch: a fleet reconnecting costs no
+        // store write per connection.
+        persist.insight(
+            &mesh,
+            &name,
+            Box::new({
+                let sub = DiscoverySubscription {
+                    id: sub_id.clone(),
+                    control_plane_instance_id: inner.instance_id.clone(),
+                    connect_time: Utc::now(),
+                    disconnect_time: None,
+                };
+                move |s| insight::connected(s, sub)
+            }),
+        );
         tracing::info!(
             mesh,
             dataplane = name,
@@ -205,16 +213,11 @@ impl dp::dataplane_service_server::DataplaneService for Service {
         tokio::spawn(async move {
             identity_stream(&inner.certs, keys, tx, drain).await;
             let now = Utc::now();
-            let _slot = inner.store_slot().await;
-            let r = insight::update(store.as_ref(), &mesh, &name, |s| {
-                if let Some(sub) = s.subscriptions.iter_mut().find(|x| x.id == sub_id) {
-                    sub.disconnect_time = Some(now);
-                }
-            })
-            .await;
-            if let Err(e) = r {
-                tracing::warn!(mesh, dataplane = name, error = %e, "could not record the dataplane's disconnection");
-            }
+            persist.insight(
+                &mesh,
+                &name,
+                Box::new(move |s| insight::disconnected(s, &sub_id, now)),
+            );
             tracing::info!(
                 mesh,
                 dataplane = name,

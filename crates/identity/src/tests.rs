@@ -126,7 +126,7 @@ fn setup_with(
         clock: clock.clone(),
         metrics: Metrics::unregistered(),
     };
-    let (mgr, task) = CertManager::spawn(cfg, deps);
+    let (mgr, task) = CertManager::spawn(cfg, deps, None);
     Setup {
         mgr,
         ca,
@@ -286,6 +286,10 @@ async fn persisting_does_not_hold_backend_slots() {
         TokioClock::new(),
         ManagerConfig {
             concurrency: 1,
+            persist: crate::PersistConfig {
+                max_batch: 2,
+                ..Default::default()
+            },
             ..Default::default()
         },
         Duration::from_millis(10),
@@ -295,8 +299,8 @@ async fn persisting_does_not_hold_backend_slots() {
         .collect();
     s.mgr.snapshot(vec![("m".into(), mesh("ca-1", "24h"))], dps);
     // Two 10 ms backend calls, one at a time, long before the first 10 s write ends: the
-    // first persisting does not hold the slot. The third waits, since at most 2 × concurrency
-    // issuances are unfinished at once.
+    // first persisting does not hold the slot. The third waits, since at most concurrency +
+    // max_batch / 2 issuances are unfinished at once.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(s.ca.calls.load(Ordering::SeqCst), 2);
     assert_eq!(s.ca.max_running.load(Ordering::SeqCst), 1);

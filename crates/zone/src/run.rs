@@ -290,7 +290,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         clock: Arc::new(SystemClock),
         metrics: id_metrics.clone(),
     };
-    let (certs, worker) = CertManager::spawn(manager_cfg, deps);
+    let (certs, worker) = CertManager::spawn(manager_cfg, deps, Some(drain_rx.clone()));
     critical.spawn(async move {
         let r = worker.await;
         (
