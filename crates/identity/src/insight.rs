@@ -3,7 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use meshplane_core::{
-    model::{DataplaneInsightSpec, Meta, MtlsInsight, Resource, ResourceKey, ResourceKind, Spec},
+    model::{
+        DataplaneInsightSpec, Meta, MtlsInsight, Resource, ResourceKey, ResourceKind, Spec,
+        certificate::CertificateSummary,
+    },
     store::{ResourceStore, ResourceStoreExt, StoreError, WriteOp},
 };
 
@@ -75,14 +78,17 @@ pub async fn update_with(
     )))
 }
 
-/// Records a successful issuance.
+/// Records a successful issuance. `certificate` is what the new certificate says (`None` when it
+/// could not be read, which the insight then does not claim).
 pub fn issued(
     m: &mut MtlsInsight,
     backend: &str,
     not_after: DateTime<Utc>,
     at: DateTime<Utc>,
     supported: &[String],
+    certificate: Option<CertificateSummary>,
 ) {
+    m.certificate = certificate;
     m.issued_backend = Some(backend.to_string());
     m.certificate_expiration_time = Some(not_after);
     m.last_certificate_regeneration = Some(at);

@@ -7,7 +7,7 @@ use meshplane_core::{
     ca::{CaError, IssuedCert, LeafRequest, MeshCa},
     model::{
         Backend, Meta, Resource, ResourceKey, ResourceKind, Spec, TagSet,
-        dataplane::DataplaneCertificateSpec,
+        certificate::CertificateSummary, dataplane::DataplaneCertificateSpec,
     },
     store::{StoreError, WriteOp},
 };
@@ -158,6 +158,13 @@ pub async fn run(
             if key.profile == Profile::Mesh {
                 // The certificate and the insight reporting it, in one transaction.
                 let (backend, not_after) = (id.backend.clone(), id.not_after);
+                let summary = match CertificateSummary::from_pem(&id.cert_pem, &id.chain_pem) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        tracing::warn!(mesh = %key.mesh, dataplane = %key.dataplane, error = %e, "could not read the issued certificate for the insight");
+                        None
+                    }
+                };
                 let r = insight::update_with(
                     deps.store.as_ref(),
                     &key.mesh,
@@ -170,6 +177,7 @@ pub async fn run(
                             not_after,
                             now,
                             &order.supported,
+                            summary.clone(),
                         )
                     },
                 )
