@@ -96,10 +96,10 @@ impl Filter {
             return false;
         }
         let expires = r.mtls.as_ref().and_then(|m| m.certificate_expiration_time);
-        if self.expiring && !expires.is_some_and(|t| t - now < SOON) {
+        if self.expiring && expires.is_none_or(|t| t - now >= SOON) {
             return false;
         }
-        if self.errors && !r.mtls.as_ref().is_some_and(|m| m.last_error.is_some()) {
+        if self.errors && r.mtls.as_ref().is_none_or(|m| m.last_error.is_none()) {
             return false;
         }
         true
@@ -333,9 +333,9 @@ mod tests {
     }
 
     fn row(i: usize) -> DpRow {
-        let zone = if i % 2 == 0 { "east" } else { "west" };
+        let zone = if i.is_multiple_of(2) { "east" } else { "west" };
         DpRow {
-            mesh: if i % 3 == 0 {
+            mesh: if i.is_multiple_of(3) {
                 "payments".into()
             } else {
                 "default".into()
@@ -343,7 +343,7 @@ mod tests {
             name: format!("{zone}.dp-{i:05}"),
             display: format!("dp-{i:05}"),
             zone: Some(zone.into()),
-            services: vec![if i % 5 == 0 {
+            services: vec![if i.is_multiple_of(5) {
                 "web".into()
             } else {
                 "backend".into()
@@ -351,7 +351,7 @@ mod tests {
             online: true,
             mtls: Some(MtlsInsight {
                 // Every tenth expires within the hour; the rest in two days.
-                certificate_expiration_time: Some(if i % 10 == 0 {
+                certificate_expiration_time: Some(if i.is_multiple_of(10) {
                     at(1800)
                 } else {
                     at(2 * 86_400)
@@ -359,7 +359,9 @@ mod tests {
                 last_certificate_regeneration: Some(at(-3600)),
                 certificate_regenerations: 2,
                 issued_backend: Some("vault-1".into()),
-                last_error: (i % 7 == 0).then(|| "Vault at http://v is sealed".to_string()),
+                last_error: i
+                    .is_multiple_of(7)
+                    .then(|| "Vault at http://v is sealed".to_string()),
                 ..Default::default()
             }),
             ..Default::default()
@@ -387,8 +389,10 @@ mod tests {
         };
         let (offset, size) = q.window();
         let p = page(rows.iter(), q.filter(), offset, size, now);
-        // i even (east), i % 3 != 0 (default), i % 5 == 0 (web), i % 10 == 0 (expiring): i % 10 == 0 and i % 3 != 0.
-        let want = (0..10_000).filter(|i| i % 10 == 0 && i % 3 != 0).count();
+        // East (i even), default (i not a multiple of 3), web (of 5), expiring (of 10): multiples of 10 that are not multiples of 3.
+        let want = (0..10_000usize)
+            .filter(|i| i.is_multiple_of(10) && !i.is_multiple_of(3))
+            .count();
         assert_eq!(p.total, want);
         assert_eq!(p.lines.len(), 20);
         assert!(p.lines.iter().all(|l| l.mesh == "default"
@@ -401,7 +405,10 @@ mod tests {
             ..Default::default()
         };
         let e = page(rows.iter(), errors.filter(), 0, 5, now);
-        assert_eq!(e.total, (0..10_000).filter(|i| i % 7 == 0).count());
+        assert_eq!(
+            e.total,
+            (0..10_000usize).filter(|i| i.is_multiple_of(7)).count()
+        );
 
         let html = render(&p, now).into_string();
         assert!(html.contains(&format!("11–30 of {want}")), "range shown");

@@ -42,7 +42,7 @@ pub fn page(shell: &Shell<'_>, body: Markup) -> Markup {
         "Zones"
     };
     let entries = [
-        (Nav::Overview, "Overview", format!("{BASE}")),
+        (Nav::Overview, "Overview", BASE.to_string()),
         (Nav::Zones, zones_label, format!("{BASE}/zones")),
         (Nav::Meshes, "Meshes", format!("{BASE}/meshes")),
         (Nav::Dataplanes, "Dataplanes", format!("{BASE}/dataplanes")),

@@ -526,3 +526,157 @@ pub async fn mesh_handler(ctx: Ctx, Path(name): Path<String>) -> Response {
         render_mesh(&v, ctx.now),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshplane_core::model::{
+        MtlsInsight, Resource,
+        mesh_validation::{BackendValidation, ValidationIssue},
+    };
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp(1_800_000_000 + s, 0).unwrap_or_default()
+    }
+
+    fn spec(v: serde_json::Value) -> MeshSpec {
+        match Resource::from_universal(&v).expect("mesh").spec {
+            Spec::Mesh(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    fn two_backends() -> MeshSpec {
+        spec(
+            serde_json::json!({"type": "Mesh", "name": "default", "mtls": {"enabledBackend": "vault-1", "backends": [
+                {"name": "vault-1", "type": "vault", "conf": {"fromCp": {
+                    "address": "https://ops:hunter2@vault.example:8200", "pki": "kmesh-pki-default", "role": "dataplane-proxies",
+                    "tls": {"caCert": {"inlineString": "-----BEGIN CERTIFICATE-----\nsecret-looking\n-----END CERTIFICATE-----"}},
+                    "auth": {"token": {"inlineString": "hvs.THE-TOKEN-ITSELF"}}}}},
+                {"name": "ca-2", "type": "provided", "conf": {"cert": {"secret": "ca-2-cert"}, "key": {"file": "/etc/meshplane/ca-2.key"}}}
+            ]}}),
+        )
+    }
+
+    #[test]
+    fn settings_say_where_credentials_are_never_what_they_are() {
+        let m = two_backends();
+        let vault = settings(&m.backends()[0]);
+        let text = format!("{vault:?}");
+        assert!(text.contains("https://vault.example:8200"), "{text}");
+        assert!(text.contains("kmesh-pki-default") && text.contains("dataplane-proxies"));
+        assert!(
+            text.contains("token from inline in the Mesh (not shown)"),
+            "{text}"
+        );
+        for hidden in ["hunter2", "ops:", "THE-TOKEN-ITSELF", "secret-looking"] {
+            assert!(!text.contains(hidden), "{hidden} shown: {text}");
+        }
+        let provided = format!("{:?}", settings(&m.backends()[1]));
+        assert!(
+            provided.contains("Secret \\\"ca-2-cert\\\"")
+                && provided.contains("file /etc/meshplane/ca-2.key"),
+            "{provided}"
+        );
+    }
+
+    #[test]
+    fn a_mesh_page_joins_validation_issuance_and_roots() {
+        let m = MeshInfo {
+            name: "default".into(),
+            spec: two_backends(),
+            modified: None,
+            validation: Some(MeshValidationSpec {
+                backends: vec![
+                    BackendValidation {
+                        name: "vault-1".into(),
+                        backend_type: "vault".into(),
+                        time: at(-600),
+                        outcome: ValidationOutcome::Ok,
+                        stored: true,
+                        warnings: vec![],
+                        errors: vec![],
+                    },
+                    BackendValidation {
+                        name: "ca-2".into(),
+                        backend_type: "provided".into(),
+                        time: at(-60),
+                        outcome: ValidationOutcome::Failed,
+                        stored: false,
+                        warnings: vec![],
+                        errors: vec![ValidationIssue {
+                            field: "mtls.backends[1].conf.cert".into(),
+                            reason: "could not load data: secret \"ca-2-cert\" not found".into(),
+                        }],
+                    },
+                ],
+            }),
+        };
+        let rows: Vec<DpRow> = (0..3)
+            .map(|i| DpRow {
+                mesh: "default".into(),
+                name: format!("dp-{i}"),
+                mtls: Some(MtlsInsight {
+                    issued_backend: Some("vault-1".into()),
+                    certificate_expiration_time: Some(at(3600 * (i + 1))),
+                    last_certificate_regeneration: Some(at(-60)),
+                    last_error: (i == 2)
+                        .then(|| "Vault at https://vault.example:8200 is sealed".into()),
+                    last_error_time: (i == 2).then(|| at(-5)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .collect();
+        let refs: Vec<&DpRow> = rows.iter().collect();
+        let roots: BTreeMap<String, Roots> = [
+            (
+                "vault-1".to_string(),
+                Ok(vec![CertificateSummary {
+                    subject: "CN=Root".into(),
+                    not_after: at(86_400),
+                    ..Default::default()
+                }]),
+            ),
+            (
+                "ca-2".to_string(),
+                Err("secret \"ca-2-cert\" not found".into()),
+            ),
+        ]
+        .into();
+        let v = mesh_view(&m, &refs, &roots, false, at(0));
+        assert_eq!(v.dataplanes, 3);
+        assert!(v.backends[0].enabled && !v.backends[1].enabled);
+        assert_eq!(v.backends[0].dataplanes, 3);
+        assert_eq!(v.timeline.total, 3);
+        assert_eq!(v.issues.len(), 2, "{:?}", v.issues);
+        assert!(v.issues.iter().any(|i| {
+            i.backend == "vault-1"
+                && i.what
+                    .starts_with("1 dataplane could not get a certificate")
+                && i.fix.as_deref().is_some_and(|f| f.contains("unseal"))
+        }));
+        assert!(v.issues.iter().any(|i| {
+            i.backend == "ca-2"
+                && i.what.contains("the stored configuration is unchanged")
+                && i.fix
+                    .as_deref()
+                    .is_some_and(|f| f.contains("create the Secret"))
+        }));
+        let html = render_mesh(&v, at(0)).into_string();
+        for want in [
+            "CN=Root",
+            "The roots could not be read",
+            "validated",
+            "validation failed",
+            "<svg",
+        ] {
+            assert!(html.contains(want), "{want}");
+        }
+        let lines = lines(std::slice::from_ref(&m), &refs, at(0));
+        assert_eq!((lines[0].failing, lines[0].expiring), (2, 3));
+        // In a federated zone, validation is global's: the page says so instead of a badge.
+        let zone = render_mesh(&mesh_view(&m, &refs, &roots, true, at(0)), at(0)).into_string();
+        assert!(zone.contains("validated by global"));
+    }
+}

@@ -423,7 +423,7 @@ mod tests {
             enabled: true,
             insight: None,
         }];
-        let rows_owned = vec![
+        let rows_owned = [
             dp("a", 3600, None),       // expiring, overdue (issued 23 h ago)
             dp("b", 2 * 86_400, None), // fine
             dp("c", -10, Some("Vault at http://v:8200 is sealed")), // expired, failing

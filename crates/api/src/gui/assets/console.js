@@ -14,8 +14,14 @@
     state.className = bad ? "stale" : "";
   }
 
+  // Someone typing in a filter would lose what they typed to a refresh: wait until they are done.
+  function typing() {
+    var a = document.activeElement;
+    return a && main.contains(a) && /^(INPUT|SELECT|TEXTAREA)$/.test(a.tagName);
+  }
+
   function tick() {
-    if (busy || document.hidden) return;
+    if (busy || document.hidden || typing()) return;
     busy = true;
     fetch(window.location.href, {
       headers: { "X-Meshplane-Fragment": "1" },
