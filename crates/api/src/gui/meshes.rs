@@ -486,11 +486,12 @@ pub async fn list_handler(ctx: Ctx) -> Response {
         Err(e) => return ctx.store_error(e),
     };
     let fleet = match ctx.console.fleet(&ctx.s).await {
-        Ok(f) => f.snapshot(),
+        Ok(f) => f,
         Err(e) => return ctx.store_error(e),
     };
-    let rows: Vec<&DpRow> = fleet.iter().collect();
-    let body = render_list(&lines(&meshes, &rows, ctx.now));
+    let now = ctx.now;
+    let l = fleet.with_rows(|rows| lines(&meshes, &rows.collect::<Vec<_>>(), now));
+    let body = render_list(&l);
     ctx.page("Meshes", Nav::Meshes, body)
 }
 
@@ -507,10 +508,9 @@ pub async fn mesh_handler(ctx: Ctx, Path(name): Path<String>) -> Response {
         );
     };
     let fleet = match ctx.console.fleet(&ctx.s).await {
-        Ok(f) => f.snapshot(),
+        Ok(f) => f,
         Err(e) => return ctx.store_error(e),
     };
-    let rows: Vec<&DpRow> = fleet.iter().collect();
     let mut roots = BTreeMap::new();
     for b in m.spec.backends() {
         roots.insert(
@@ -519,7 +519,11 @@ pub async fn mesh_handler(ctx: Ctx, Path(name): Path<String>) -> Response {
         );
     }
     let elsewhere = ctx.s.manager.mode() == meshplane_core::manager::Mode::FederatedZone;
-    let v = mesh_view(&m, &rows, &roots, elsewhere, ctx.now);
+    let now = ctx.now;
+    let v = fleet.with_rows(|rows| {
+        let mine: Vec<&DpRow> = rows.filter(|r| r.mesh == m.name).collect();
+        mesh_view(&m, &mine, &roots, elsewhere, now)
+    });
     ctx.page(
         &format!("Mesh {name}"),
         Nav::Meshes,

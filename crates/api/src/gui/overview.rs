@@ -276,23 +276,26 @@ pub async fn handler(ctx: Ctx) -> Response {
         None
     };
     let fleet = match ctx.console.fleet(&ctx.s).await {
-        Ok(f) => f.snapshot(),
+        Ok(f) => f,
         Err(e) => return ctx.store_error(e),
     };
-    let rows: Vec<&DpRow> = fleet.iter().collect();
     let refusals = ctx.console.sync().refusals();
     let link = ctx.console.sync().global_link();
-    let v = model(
-        &Input {
-            info: &ctx.s.info,
-            meshes: &meshes,
-            zones: zones.as_deref(),
-            refusals: &refusals,
-            link: link.as_ref(),
-            rows: &rows,
-        },
-        ctx.now,
-    );
+    let now = ctx.now;
+    let v = fleet.with_rows(|rows| {
+        let rows: Vec<&DpRow> = rows.collect();
+        model(
+            &Input {
+                info: &ctx.s.info,
+                meshes: &meshes,
+                zones: zones.as_deref(),
+                refusals: &refusals,
+                link: link.as_ref(),
+                rows: &rows,
+            },
+            now,
+        )
+    });
     ctx.page("Overview", Nav::Overview, render(&v))
 }
 
