@@ -217,6 +217,28 @@ impl Browser {
         self.record().await
     }
 
+    /// Clicks the element at `css`.
+    pub async fn click(&self, css: &str) -> anyhow::Result<()> {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .with_context(|| format!("no {css} on the page"))?
+            .click()
+            .await?;
+        Ok(())
+    }
+
+    /// Types `token` into the sign-in form and sends it, as a person would.
+    pub async fn sign_in(&self, token: &str) -> anyhow::Result<()> {
+        self.client
+            .find(Locator::Css("textarea[name=token]"))
+            .await
+            .context("no token field")?
+            .send_keys(token)
+            .await?;
+        self.click("form[action='/gui/login'] button").await
+    }
+
     pub async fn shot(&self, name: &str) -> anyhow::Result<PathBuf> {
         let png = self.client.screenshot().await?;
         let path = self.shots.join(format!("{name}.png"));

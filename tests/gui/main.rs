@@ -9,7 +9,6 @@ mod browser;
 
 use std::time::Duration;
 
-use base64::Engine;
 use browser::{Browser, REMOTE_HOST};
 use fantoccini::Locator;
 use meshplane_test_support::openbao::{OpenBao, SeedPki};
@@ -64,16 +63,7 @@ async fn world() -> World {
     let g = Global::start(Store::Postgres(db.url.clone()), &[])
         .await
         .expect("global");
-    let data = base64::engine::general_purpose::STANDARD.encode(&seed.token);
-    let (s, b) = g
-        .api
-        .put(
-            "/meshes/default/secrets/vault-token",
-            &json!({"type": "Secret", "mesh": "default", "name": "vault-token", "data": data}),
-        )
-        .await
-        .expect("secret");
-    assert!(s == 200 || s == 201, "{s} {b}");
+    g.put_vault_token(&seed.token).await.expect("secret");
     let (s, b) = g
         .api
         .put("/meshes/default", &vault_mesh(&bao, &seed, &seed.role))
@@ -368,13 +358,7 @@ async fn the_console_in_a_browser() {
         .select_by_value("east")
         .await
         .expect("select");
-    b.client
-        .find(Locator::Css("form.filters button"))
-        .await
-        .expect("filter button")
-        .click()
-        .await
-        .expect("filter");
+    b.click("form.filters button").await.expect("filter");
     let text = b
         .wait_text(&["1–1 of 1", "web-1"], WAIT)
         .await
@@ -583,37 +567,11 @@ async fn the_console_in_a_browser() {
         );
     }
     b.shot("login").await.expect("shot");
-    b.client
-        .find(Locator::Css("textarea[name=token]"))
-        .await
-        .expect("token field")
-        .send_keys("wrong.token.here")
-        .await
-        .expect("type");
-    b.client
-        .find(Locator::Css("form[action='/gui/login'] button"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("submit");
+    b.sign_in("wrong.token.here").await.expect("sign in");
     b.wait_text(&["user token refused"], WAIT)
         .await
         .expect("refused");
-    b.client
-        .find(Locator::Css("textarea[name=token]"))
-        .await
-        .expect("token field")
-        .send_keys(&w.user_token)
-        .await
-        .expect("type");
-    b.client
-        .find(Locator::Css("form[action='/gui/login'] button"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("submit");
+    b.sign_in(&w.user_token).await.expect("sign in");
     let text = b
         .wait_text(&["Meshes", "signed in as ops", "vault-1"], WAIT)
         .await
@@ -627,11 +585,7 @@ async fn the_console_in_a_browser() {
             .ends_with("/gui/meshes"),
         "{text}"
     );
-    b.client
-        .find(Locator::Css("form[action='/gui/logout'] button"))
-        .await
-        .expect("sign out")
-        .click()
+    b.click("form[action='/gui/logout'] button")
         .await
         .expect("sign out");
     b.wait_text(&["Sign in to the console"], WAIT)

@@ -65,14 +65,21 @@ impl CertificateSummary {
             }
         }
         Ok(Self {
-            subject: name(leaf.subject()),
-            issuer: name(leaf.issuer()),
-            serial: hex::encode(leaf.raw_serial()),
-            not_before: time(leaf.validity().not_before.timestamp()),
-            not_after: time(leaf.validity().not_after.timestamp()),
-            sans: sans(&leaf),
             chain,
+            ..Self::of(&leaf)
         })
+    }
+
+    fn of(c: &X509Certificate<'_>) -> Self {
+        Self {
+            subject: name(c.subject()),
+            issuer: name(c.issuer()),
+            serial: hex::encode(c.raw_serial()),
+            not_before: time(c.validity().not_before.timestamp()),
+            not_after: time(c.validity().not_after.timestamp()),
+            sans: sans(c),
+            chain: Vec::new(),
+        }
     }
 
     /// The `spiffe://` URI SANs: the identities the certificate proves.
@@ -89,18 +96,7 @@ impl CertificateSummary {
 pub fn summarize_roots(pem: &str) -> Result<Vec<CertificateSummary>, SummaryError> {
     all_der(pem, "the trust bundle")?
         .iter()
-        .map(|der| {
-            let c = parse(der, "the trust bundle")?;
-            Ok(CertificateSummary {
-                subject: name(c.subject()),
-                issuer: name(c.issuer()),
-                serial: hex::encode(c.raw_serial()),
-                not_before: time(c.validity().not_before.timestamp()),
-                not_after: time(c.validity().not_after.timestamp()),
-                sans: sans(&c),
-                chain: Vec::new(),
-            })
-        })
+        .map(|der| Ok(CertificateSummary::of(&parse(der, "the trust bundle")?)))
         .collect()
 }
 
