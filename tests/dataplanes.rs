@@ -4,7 +4,6 @@
 
 use std::{path::Path, time::Duration};
 
-use base64::Engine;
 use meshplane_test_support::openbao::{OpenBao, SeedPki};
 use meshplane_tests::{Agent, Global, Store, Zone, eventually, migrated_db, run};
 use serde_json::{Value, json};
@@ -25,16 +24,7 @@ fn vault_backend(name: &str, bao: &OpenBao, mount: &str, role: &str, expiration:
 }
 
 async fn put_token_secret(g: &Global, token: &str) {
-    let data = base64::engine::general_purpose::STANDARD.encode(token);
-    let (s, b) = g
-        .api
-        .put(
-            "/meshes/default/secrets/vault-token",
-            &json!({"type": "Secret", "mesh": "default", "name": "vault-token", "data": data}),
-        )
-        .await
-        .expect("secret");
-    assert!(s == 200 || s == 201, "{s} {b}");
+    g.put_vault_token(token).await.expect("secret");
 }
 
 /// PUTs mesh `default`; returns the API's warnings.

@@ -283,9 +283,22 @@ impl ResourceManager {
                     Spec::Mesh(m) => Some(m),
                     _ => None,
                 });
-            let (ops, w) = self.prepare_mesh(&key.name, spec, old.as_ref()).await?;
+            let mut outcomes = Vec::new();
+            let prepared = self
+                .prepare_mesh(&key.name, spec, old.as_ref(), &mut outcomes)
+                .await;
+            let (ops, w) = match prepared {
+                Ok(p) => p,
+                Err(e) => {
+                    if current.is_some() {
+                        self.record_refused(&key.name, outcomes).await;
+                    }
+                    return Err(e);
+                }
+            };
             extra_ops = ops;
             warnings.extend(w);
+            extra_ops.extend(self.validation_op(&key.name, spec, outcomes).await?);
         }
         let primary = match &current {
             Some(c) => WriteOp::update(&resource, c.version),

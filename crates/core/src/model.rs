@@ -1,6 +1,7 @@
 //! The resource model in Kuma 2.x's universal format.
 
 pub mod ca_conf;
+pub mod certificate;
 pub mod dataplane;
 mod dataplane_insight;
 mod dataplane_net;
@@ -20,6 +21,7 @@ mod mesh_settings;
 mod mesh_telemetry;
 #[cfg(test)]
 mod mesh_telemetry_tests;
+pub mod mesh_validation;
 pub mod names;
 pub mod resource;
 pub mod secret;

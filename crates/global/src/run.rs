@@ -118,7 +118,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             localhost_is_admin: args.api_localhost_is_admin,
         },
     };
-    let router = meshplane_api::router(state, meshplane_api::tokens::routes());
+    let (drain_tx, drain_rx) = drain::channel();
+    // Created before the router: the console lists the zone streams it refused.
+    let kds_server = {
+        let mut cfg = ServerConfig::new(instance);
+        cfg.metrics = kds_metrics;
+        cfg.insight_flush = args.kds_insight_flush;
+        cfg.max_message = args.kds_max_message_size;
+        KdsServer::new(store.clone(), cfg, drain_rx.clone())
+    };
+    let console = meshplane_api::gui::Console::new(Arc::new(ConsoleSync(kds_server.clone())));
+    let router = meshplane_api::router(
+        state,
+        meshplane_api::tokens::routes().merge(meshplane_api::gui::routes(console)),
+    );
     let metrics_listener = match args.metrics.metrics_addr {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -154,7 +167,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("--kds-addr {}: cannot listen", args.kds_addr))?;
 
-    let (drain_tx, drain_rx) = drain::channel();
     let mut critical: critical::CriticalTasks<anyhow::Error> = Default::default();
     if let Some(listener) = metrics_listener {
         let (drain, reg) = (drain_rx.clone(), metrics_registry.clone());
@@ -179,11 +191,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         });
     }
     {
-        let mut cfg = ServerConfig::new(instance);
-        cfg.metrics = kds_metrics;
-        cfg.insight_flush = args.kds_insight_flush;
-        cfg.max_message = args.kds_max_message_size;
-        let server = KdsServer::new(store.clone(), cfg, drain_rx.clone());
+        let server = kds_server;
         let drain = drain_rx.clone();
         let keepalive = args.kds_keepalive;
         tracing::info!(addr = %args.kds_addr, "zone sync server listening");
@@ -199,4 +207,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     drop(drain_rx);
     critical::supervise(critical, drain_tx, args.shutdown_timeout).await?;
     Ok(())
+}
+
+/// The console's view of zone sync at global: the streams this replica refused.
+struct ConsoleSync(KdsServer);
+
+impl meshplane_api::gui::SyncSource for ConsoleSync {
+    fn refusals(&self) -> Vec<meshplane_api::gui::ZoneRefusal> {
+        self.0
+            .refusals()
+            .into_iter()
+            .map(|r| meshplane_api::gui::ZoneRefusal {
+                zone: r.zone,
+                peer: r.peer,
+                reason: r.reason,
+                first: r.first,
+                last: r.last,
+                count: r.count,
+            })
+            .collect()
+    }
 }

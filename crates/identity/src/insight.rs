@@ -3,7 +3,10 @@
 //! written by the persister (`persist.rs`).
 
 use chrono::{DateTime, Utc};
-use meshplane_core::model::{DataplaneInsightSpec, MtlsInsight, dataplane::DiscoverySubscription};
+use meshplane_core::model::{
+    DataplaneInsightSpec, MtlsInsight, certificate::CertificateSummary,
+    dataplane::DiscoverySubscription,
+};
 
 /// Most connections an insight remembers (the newest).
 const SUBSCRIPTIONS_KEPT: usize = 5;
@@ -22,14 +25,17 @@ pub fn disconnected(s: &mut DataplaneInsightSpec, id: &str, at: DateTime<Utc>) {
     }
 }
 
-/// Records a successful issuance.
+/// Records a successful issuance. `certificate` is what the new certificate says (`None` when it
+/// could not be read, which the insight then does not claim).
 pub fn issued(
     m: &mut MtlsInsight,
     backend: &str,
     not_after: DateTime<Utc>,
     at: DateTime<Utc>,
     supported: &[String],
+    certificate: Option<CertificateSummary>,
 ) {
+    m.certificate = certificate;
     m.issued_backend = Some(backend.to_string());
     m.certificate_expiration_time = Some(not_after);
     m.last_certificate_regeneration = Some(at);

@@ -8,7 +8,7 @@ use meshplane_core::{
     ca::{CaError, IssuedCert, LeafRequest, MeshCa},
     model::{
         Backend, DataplaneInsightSpec, Meta, Resource, ResourceKey, ResourceKind, Spec, TagSet,
-        dataplane::DataplaneCertificateSpec,
+        certificate::CertificateSummary, dataplane::DataplaneCertificateSpec,
     },
     store::WriteOp,
 };
@@ -153,6 +153,13 @@ pub async fn run(
             // none), in one transaction.
             let change: Option<InsightChange> = (key.profile == Profile::Mesh).then(|| {
                 let (backend, not_after) = (id.backend.clone(), id.not_after);
+                let summary = match CertificateSummary::from_pem(&id.cert_pem, &id.chain_pem) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        tracing::warn!(mesh = %key.mesh, dataplane = %key.dataplane, error = %e, "could not read the issued certificate for the insight");
+                        None
+                    }
+                };
                 let supported = order.supported.clone();
                 Box::new(move |s: &mut DataplaneInsightSpec| {
                     insight::issued(
@@ -161,6 +168,7 @@ pub async fn run(
                         not_after,
                         now,
                         &supported,
+                        summary,
                     );
                 }) as InsightChange
             });

@@ -183,7 +183,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             localhost_is_admin: args.api_localhost_is_admin,
         },
     };
-    let router = meshplane_api::router(state, extra);
+    // Created before the router: the console shows the link to global.
+    let (status_tx, status_rx) = watch::channel(SyncStatus::default());
+    let console = meshplane_api::gui::Console::new(Arc::new(ConsoleSync {
+        status: kds.as_ref().map(|_| status_rx.clone()),
+        address: kds
+            .as_ref()
+            .map(|c| c.global_address.clone())
+            .unwrap_or_default(),
+    }));
+    let router = meshplane_api::router(state, extra.merge(meshplane_api::gui::routes(console)));
     let metrics_listener = match args.metrics.metrics_addr {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -245,7 +254,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if let Some(mut cfg) = kds {
         cfg.metrics = kds_metrics;
-        let (status_tx, mut status_rx) = watch::channel(SyncStatus::default());
+        let mut status_rx = status_rx;
         let synced = readiness.register("initial sync with global");
         let (sync_store, store) = (store.clone(), store.clone());
         let drain = drain_rx.clone();
@@ -335,4 +344,27 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     drop(drain_rx);
     critical::supervise(critical, drain_tx, args.shutdown_timeout).await?;
     Ok(())
+}
+
+/// The console's view of sync at a zone: its link to global (none when standalone).
+struct ConsoleSync {
+    status: Option<watch::Receiver<SyncStatus>>,
+    address: String,
+}
+
+impl meshplane_api::gui::SyncSource for ConsoleSync {
+    fn global_link(&self) -> Option<meshplane_api::gui::GlobalLink> {
+        let s = self.status.as_ref()?.borrow().clone();
+        Some(meshplane_api::gui::GlobalLink {
+            address: self.address.clone(),
+            connected: s.connected,
+            connected_since: s.connected_since,
+            global_instance: s.global_instance,
+            synced_once: s.synced_once,
+            last_sync: s.last_sync,
+            connects: s.connects,
+            last_error: s.last_error,
+            last_error_time: s.last_error_time,
+        })
+    }
 }

@@ -50,6 +50,9 @@ pub struct MtlsInsight {
     pub last_error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error_time: Option<DateTime<Utc>>,
+    /// What the certificate now served says, read from it by the zone (Meshplane's addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<super::certificate::CertificateSummary>,
 }
 
 /// The zone's record of the certificate it issued to one dataplane. The key is encrypted at rest.

@@ -139,6 +139,9 @@ pub(super) async fn connect_and_sync(
         s.connected = true;
         s.connects += 1;
         s.last_error = None;
+        s.last_error_time = None;
+        s.connected_since = Some(chrono::Utc::now());
+        s.global_instance = Some(welcome.global_instance_id.clone());
     });
     tracing::info!(zone = %cfg.zone, global = %welcome.global_instance_id, "connected to global");
 
@@ -181,7 +184,9 @@ pub(super) async fn connect_and_sync(
             m = in_rx.recv() => match m {
                 Some(Ok(Some(GlobalMessage { msg: Some(global_message::Msg::Push(p)) }))) => {
                     let initial = p.initial;
-                    match link.handle_push(p).await.map_err(|e| ClientError::Stream(e.to_string()))? {
+                    let handled = link.handle_push(p).await.map_err(|e| ClientError::Stream(e.to_string()))?;
+                    status.send_modify(|s| s.last_sync = Some(chrono::Utc::now()));
+                    match handled {
                         Inbound::InitialDone => {
                             status.send_modify(|s| s.synced_once = true);
                             tracing::info!(zone = %cfg.zone, "in sync with global");
