@@ -66,7 +66,11 @@ fn fleet(
                     let mut s = s.into_inner();
                     while let Ok(Some(u)) = s.message().await {
                         if let Some(cert) = u.mesh_certificate {
-                            served.lock().expect("served map").entry(i).or_insert(cert.cert_pem);
+                            served
+                                .lock()
+                                .expect("served map")
+                                .entry(i)
+                                .or_insert(cert.cert_pem);
                         }
                     }
                 }
