@@ -57,8 +57,11 @@ const VALIDITY_SLACK: Duration = Duration::from_secs(120);
 /// The `acmpca` backend. One instance serves every mesh; clients are cached inside.
 #[derive(Default)]
 pub struct AcmPcaCa {
-    clients: Mutex<HashMap<(String, String), Cached>>,
+    clients: Mutex<Clients>,
 }
+
+/// Keyed by (mesh, backend).
+type Clients = HashMap<(String, String), Cached>;
 
 struct Cached {
     digest: [u8; 32],
@@ -152,9 +155,7 @@ impl AcmPcaCa {
         Ok(session)
     }
 
-    fn lock(
-        &self,
-    ) -> Result<std::sync::MutexGuard<'_, HashMap<(String, String), Cached>>, AcmPcaError> {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Clients>, AcmPcaError> {
         self.clients
             .lock()
             .map_err(|_| AcmPcaError::setup(None, "the ACM PCA client cache is poisoned"))

@@ -178,7 +178,22 @@ impl AcmPcaError {
                     unavailable(text)
                 }
             }
-            SdkError::ResponseError(_) => unavailable(DisplayErrorContext(e).to_string()),
+            // An error answer the SDK could not parse as JSON (moto answers IAM failures with a
+            // query-protocol XML body): judged by the code it carries, else by its status.
+            SdkError::ResponseError(ctx) => {
+                let raw = ctx.raw();
+                let status = raw.status().as_u16();
+                match raw_error_code(raw.headers().get("x-amzn-errortype"), raw.body().bytes()) {
+                    Some((code, message)) => Self::from_code(op, arn, status, code, message),
+                    None if (400..500).contains(&status) && status != 429 => Self::Rejected {
+                        op: op.name(),
+                        arn: arn.into(),
+                        code: format!("HTTP {status}"),
+                        message: DisplayErrorContext(e).to_string(),
+                    },
+                    None => unavailable(DisplayErrorContext(e).to_string()),
+                }
+            }
             _ => unavailable(DisplayErrorContext(e).to_string()),
         }
     }
@@ -272,6 +287,28 @@ impl AcmPcaError {
     }
 }
 
+/// The error code (and message) of an answer from its `x-amzn-ErrorType` header, or from an XML
+/// `<Code>`/`<Message>` body.
+fn raw_error_code(header: Option<&str>, body: Option<&[u8]>) -> Option<(String, String)> {
+    let text = body.map(String::from_utf8_lossy).unwrap_or_default();
+    let between = |open: &str, close: &str| {
+        let start = text.find(open)? + open.len();
+        let len = text[start..].find(close)?;
+        Some(text[start..start + len].trim().to_string())
+    };
+    let message = between("<Message>", "</Message>").unwrap_or_default();
+    if let Some(h) = header {
+        // `Code:http://internal.amazon.com/...`: the code is before the colon.
+        let code = h.split(':').next().unwrap_or(h).trim();
+        if !code.is_empty() {
+            return Some((code.to_string(), message));
+        }
+    }
+    between("<Code>", "</Code>")
+        .filter(|c| !c.is_empty())
+        .map(|c| (c, message))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +317,23 @@ mod tests {
 
     fn sort(status: u16, code: &str) -> AcmPcaError {
         AcmPcaError::from_code(Op::IssueCertificate, ARN, status, code.into(), "m".into())
+    }
+
+    #[test]
+    fn codes_are_read_from_the_header_or_an_xml_body() {
+        let xml = b"<ErrorResponse><Errors><Error><Code>SignatureDoesNotMatch</Code><Message>bad sig</Message></Error></Errors></ErrorResponse>";
+        assert_eq!(
+            raw_error_code(None, Some(xml)),
+            Some(("SignatureDoesNotMatch".into(), "bad sig".into()))
+        );
+        assert_eq!(
+            raw_error_code(
+                Some("ThrottlingException:http://internal.amazon.com/"),
+                None
+            ),
+            Some(("ThrottlingException".into(), String::new()))
+        );
+        assert_eq!(raw_error_code(None, Some(b"<html>oops</html>")), None);
     }
 
     #[test]
