@@ -29,7 +29,6 @@ use meshplane_core::{
         Backend, BackendConf, BackendType, Resource, TagSet, dataplane::SERVICE_TAG,
         mesh::AcmPcaConf, mesh::CsrConf,
     },
-    template::CnTemplate,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
@@ -38,7 +37,10 @@ use tracing::instrument;
 pub use self::client::END_ENTITY_TEMPLATE;
 use self::client::{Pca, Settings};
 pub use self::error::AcmPcaError;
-use crate::{csr, pem_util};
+use crate::{
+    csr::{self, common_name},
+    pem_util,
+};
 
 /// Issuance gives up after this long unless `dpCert.requestTimeout` says otherwise.
 const ISSUE_BUDGET: Duration = Duration::from_secs(30);
@@ -308,18 +310,6 @@ async fn load(ca: &MeshCa<'_>, conf: &AcmPcaConf) -> Result<Loaded, Vec<(String,
     }
 }
 
-/// The rendered common name, when the conf has a template.
-fn common_name(t: Option<&CnTemplate>, tags: &TagSet) -> Result<Option<String>, String> {
-    let Some(t) = t else {
-        return Ok(None);
-    };
-    let values: BTreeMap<String, Vec<&str>> = tags
-        .iter()
-        .map(|(k, v)| (k.clone(), v.iter().map(String::as_str).collect()))
-        .collect();
-    t.render(&values).map(Some).map_err(|e| e.to_string())
-}
-
 /// An RSA-2048 key (Kuma's dataplane key) and its CSR, made on the blocking pool.
 async fn local_key(
     uri_sans: &[String],
@@ -432,7 +422,7 @@ impl CaBackend for AcmPcaCa {
         let chain = issued
             .chain_pem
             .as_deref()
-            .map(check::split_pem)
+            .map(pem_util::split)
             .unwrap_or_default();
         check::chains_to(&issued.cert_pem, &chain, &roots).map_err(|e| {
             ValidationError::single(
@@ -482,7 +472,7 @@ impl CaBackend for AcmPcaCa {
                     format!("could not load caCert: {e}"),
                 )
             })?;
-            let certs = check::split_pem(&String::from_utf8_lossy(&pem));
+            let certs = pem_util::split(&String::from_utf8_lossy(&pem));
             if certs.is_empty() {
                 return Err(CaError::config(
                     ca.mesh,
@@ -509,11 +499,11 @@ impl CaBackend for AcmPcaCa {
             )
         })?
         .map_err(fail)?;
-        let mut certs = check::split_pem(&own.cert_pem);
+        let mut certs = pem_util::split(&own.cert_pem);
         certs.extend(
             own.chain_pem
                 .as_deref()
-                .map(check::split_pem)
+                .map(pem_util::split)
                 .unwrap_or_default(),
         );
         Ok(certs)

@@ -1,7 +1,16 @@
 //! A leaf key pair made in this process and its CSR, for the backends whose CA signs what we send
-//! (Vault's CSR mode, AWS Private CA): the key never leaves the zone.
+//! (Vault's CSR mode, AWS Private CA): the key never leaves the zone; and the subject's common
+//! name rendered from a backend's `commonName` template.
 
-use meshplane_core::model::mesh::{CsrConf, KeyType};
+use std::collections::BTreeMap;
+
+use meshplane_core::{
+    model::{
+        TagSet,
+        mesh::{CsrConf, KeyType},
+    },
+    template::CnTemplate,
+};
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, RsaKeySize, SanType};
 
 use crate::pem_util;
@@ -70,4 +79,16 @@ pub(crate) fn generate(
         KeyType::Ec => key.serialize_pem(),
     };
     Ok(LocalKey { csr_pem, key_pem })
+}
+
+/// The rendered common name, when the conf has a template.
+pub(crate) fn common_name(t: Option<&CnTemplate>, tags: &TagSet) -> Result<Option<String>, String> {
+    let Some(t) = t else {
+        return Ok(None);
+    };
+    let values: BTreeMap<String, Vec<&str>> = tags
+        .iter()
+        .map(|(k, v)| (k.clone(), v.iter().map(String::as_str).collect()))
+        .collect();
+    t.render(&values).map(Some).map_err(|e| e.to_string())
 }

@@ -51,7 +51,7 @@ pub(crate) fn issued(
     Ok(IssuedCert {
         cert_pem: pem_util::encode(pem_util::CERTIFICATE, &der),
         key_pem,
-        chain_pem: chain_pem.map(split_pem).unwrap_or_default(),
+        chain_pem: chain_pem.map(pem_util::split).unwrap_or_default(),
         not_before: time(x509.validity().not_before.timestamp())?,
         not_after: time(x509.validity().not_after.timestamp())?,
         serial_hex: leaf::serial_hex(x509.raw_serial()),
@@ -143,17 +143,6 @@ pub(crate) fn chains_to(cert_pem: &str, chain: &[String], roots: &[Vec<u8>]) -> 
         current = issuer;
     }
     Err(format!("no trusted root within {MAX_CHAIN} certificates"))
-}
-
-/// Every certificate of a PEM bundle as its own PEM string.
-pub(crate) fn split_pem(bundle: &str) -> Vec<String> {
-    pem_util::parse_certificates(bundle.as_bytes())
-        .map(|ders| {
-            ders.iter()
-                .map(|d| pem_util::encode(pem_util::CERTIFICATE, d))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn first_der(pem: &str) -> Result<Vec<u8>, String> {

@@ -126,14 +126,14 @@ fn parse_issued(
         .map(|a| {
             a.iter()
                 .filter_map(Value::as_str)
-                .flat_map(split_pem)
+                .flat_map(pem_util::split)
                 .collect()
         })
         .unwrap_or_default();
     if chain_pem.is_empty()
         && let Some(issuer) = data["issuing_ca"].as_str()
     {
-        chain_pem = split_pem(issuer);
+        chain_pem = pem_util::split(issuer);
     }
     let key_pem = match local {
         Some(k) => k.key_pem.clone(),
@@ -153,17 +153,6 @@ fn parse_issued(
     })
 }
 
-/// Every certificate of a PEM bundle as its own PEM string.
-fn split_pem(bundle: &str) -> Vec<String> {
-    pem_util::parse_certificates(bundle.as_bytes())
-        .map(|ders| {
-            ders.iter()
-                .map(|d| pem_util::encode(pem_util::CERTIFICATE, d))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The mount's CA chain: `<pki>/ca_chain`, else `<pki>/ca/pem`. Both are unauthenticated reads,
 /// so no token is sent (a dead token must not hide the trust bundle).
 pub(crate) async fn ca_chain(
@@ -175,12 +164,12 @@ pub(crate) async fn ca_chain(
     let chain = ep
         .get_text(&format!("{mount}/ca_chain"), None, op, timeout)
         .await?;
-    let mut certs = split_pem(&chain);
+    let mut certs = pem_util::split(&chain);
     if certs.is_empty() {
         let ca = ep
             .get_text(&format!("{mount}/ca/pem"), None, op, timeout)
             .await?;
-        certs = split_pem(&ca);
+        certs = pem_util::split(&ca);
     }
     if certs.is_empty() {
         return Err(VaultError::Malformed {

@@ -158,22 +158,14 @@ impl AcmPcaConf {
                 aws_credentials: creds?,
             })
         });
-        let endpoint = o.opt_with(d, "endpoint", |d, v, p| {
-            let s = d.string(v, p)?;
-            match url::Url::parse(&s) {
-                Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {
-                    Some(s)
+        let endpoint = o
+            .opt_with(d, "endpoint", super::ca_conf::decode_url)
+            .filter(|e| {
+                if e.is_empty() {
+                    d.violation(&path.field("endpoint"), "must not be empty");
                 }
-                Ok(_) => {
-                    d.violation(p, "must be an http:// or https:// URL with a host");
-                    None
-                }
-                Err(e) => {
-                    d.violation(p, format!("must be a valid URL: {e}"));
-                    None
-                }
-            }
-        });
+                !e.is_empty()
+            });
         o.finish(d);
         Some(Self {
             arn: arn?,

@@ -200,7 +200,8 @@ impl VaultConf {
     }
 }
 
-fn decode_url(d: &mut Decoder, v: &Value, p: &FieldPath) -> Option<String> {
+/// An http(s) URL with a host (empty is passed through for the caller to judge).
+pub(super) fn decode_url(d: &mut Decoder, v: &Value, p: &FieldPath) -> Option<String> {
     let s = d.string(v, p)?;
     if s.is_empty() {
         return Some(s);
