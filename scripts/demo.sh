@@ -103,10 +103,10 @@ EOM
 meshctl apply -f "$WORK/mesh.yaml"
 
 log "5. two zones, each authenticated with its own zone token"
-declare -A DP_PORT
+declare -A DP_PORT Z_API
 for z in 1 2; do
   meshctl generate zone-token --zone "zone-$z" --valid-for 24h >"$WORK/zone-$z.token"
-  api=$(free_port); DP_PORT[$z]=$(free_port)
+  api=$(free_port); DP_PORT[$z]=$(free_port); Z_API[$z]=$api
   "$BIN/meshplane-zone" run --zone "zone-$z" --global-address "grpcs://127.0.0.1:$G_KDS" \
     --kds-ca-file "$WORK/global/kds-ca.pem" --zone-token-file "$WORK/zone-$z.token" \
     --api-addr "127.0.0.1:$api" --dp-server-addr "127.0.0.1:${DP_PORT[$z]}" \
@@ -168,4 +168,13 @@ log "9. what global knows (zone sync counters as of the last insight flush, ever
 sleep 2
 meshctl inspect zones
 meshctl inspect dataplanes
+
+log "10. the web console (loopback is the admin; from elsewhere, sign in with meshctl generate user-token)"
+echo "    global:  http://127.0.0.1:$G_API/gui"
+for z in 1 2; do echo "    zone-$z:  http://127.0.0.1:${Z_API[$z]}/gui"; done
+if [ "${MESHPLANE_DEMO_KEEP:-0}" = 1 ]; then
+  echo "    (kept running: stop it with kill ${PIDS[*]})"
+else
+  echo "    (run with MESHPLANE_DEMO_KEEP=1 to keep it running after this script)"
+fi
 log "done; files and logs are in $WORK"

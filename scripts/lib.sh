@@ -21,6 +21,9 @@ ensure_debian_packages() {
   command -v python3 >/dev/null || missing+=(python3 python3-venv python3-pip)
   command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
   command -v gcc >/dev/null || missing+=(gcc)
+  # The console's end-to-end test drives Debian's headless chromium through chromedriver.
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v chromedriver >/dev/null || missing+=(chromium-driver)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

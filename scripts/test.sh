@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian machine: installs and starts what the tests need
-# (PostgreSQL, OpenBao, py-spiffe in .venv), checks formatting and lints, builds every binary,
-# runs every test (unit, integration and end-to-end) against the real services, and a short fuzz run.
+# (PostgreSQL, OpenBao, py-spiffe in .venv, chromium and chromedriver for the console's browser
+# test), checks formatting and lints, builds every binary, runs every test (unit, integration and
+# end-to-end) against the real services, and a short fuzz run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh

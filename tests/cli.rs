@@ -517,3 +517,34 @@ async fn generate_zone_token_prints_a_jwt_a_zone_connects_with() {
     let out = ok(&g, &["revoke", "zone-token", "--token", token], None).await;
     assert_eq!(out.trim(), format!("revoked zone token {jti}"));
 }
+
+/// The server's warnings go to stderr, and a violation's detail follows Kuma's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warnings_and_details_are_printed() {
+    let g = Global::start(Store::Memory, &[]).await.expect("global");
+    let (code, out, err) = meshctl(
+        &g.api.base,
+        &["apply", "-f", "-"],
+        Some("type: Mesh\nname: m.1\n"),
+    )
+    .await
+    .expect("meshctl");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Mesh \"m.1\" created"), "{out}");
+    assert!(
+        err.lines().any(|l| l.starts_with(
+            "warning: Mesh \"m.1\": Invalid Mesh resource name: 'm.1'. It does not conform to the DNS format (RFC 1035)."
+        )),
+        "{err}"
+    );
+    let err = fails(
+        &g,
+        &["apply", "-f", "-"],
+        Some("type: Mesh\nname: d\nmtls:\n  backends:\n    - name: ca-1\n      type: builtin\n      dpCert:\n        rotation:\n          expiration: 1h30m\n"),
+    )
+    .await;
+    assert!(
+        err.lines().any(|l| l == "* mtls.backends[0].dpCert.rotation.expiration: has to be a valid format (an integer and one unit of y, w, d, h, m, s, ms (for example 24h), or 0)"),
+        "{err}"
+    );
+}

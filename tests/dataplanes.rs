@@ -4,7 +4,6 @@
 
 use std::{path::Path, time::Duration};
 
-use base64::Engine;
 use meshplane_test_support::openbao::{OpenBao, SeedPki};
 use meshplane_tests::{Agent, Global, Store, Zone, eventually, migrated_db, run};
 

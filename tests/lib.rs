@@ -249,6 +249,23 @@ impl Global {
             .await
     }
 
+    /// Stores `token` as mesh `default`'s Secret `vault-token` (what the Vault backends name).
+    pub async fn put_vault_token(&self, token: &str) -> anyhow::Result<()> {
+        use base64::Engine;
+        let data = base64::engine::general_purpose::STANDARD.encode(token);
+        let (s, b) = self
+            .api
+            .put(
+                "/meshes/default/secrets/vault-token",
+                &serde_json::json!({"type": "Secret", "mesh": "default", "name": "vault-token", "data": data}),
+            )
+            .await?;
+        if s != 200 && s != 201 {
+            bail!("PUT Secret vault-token: HTTP {s}: {b}");
+        }
+        Ok(())
+    }
+
     pub async fn dataplane_token(
         &self,
         mesh: &str,

@@ -65,16 +65,7 @@ async fn global_zone_and_agent_export_operator_metrics() {
     .expect("global");
 
     // A Vault-backed Mesh (validated by a real test certificate), and one whose token is wrong.
-    let data = base64::engine::general_purpose::STANDARD.encode(&seed.token);
-    let (s, b) = g
-        .api
-        .put(
-            "/meshes/default/secrets/vault-token",
-            &json!({"type": "Secret", "mesh": "default", "name": "vault-token", "data": data}),
-        )
-        .await
-        .expect("secret");
-    assert!(s == 200 || s == 201, "{s} {b}");
+    g.put_vault_token(&seed.token).await.expect("secret");
     let backend = |secret: &str| {
         json!({"name": "vault-1", "type": "vault",
             "conf": {"fromCp": {"address": bao.addr, "pki": seed.mount, "role": seed.role,

@@ -19,6 +19,8 @@ const MAX_BODY: usize = 2 * 1024 * 1024;
 /// The largest Secret, decoded.
 const MAX_SECRET: usize = 1024 * 1024;
 const NAME_RULE: &str = "must consist of lower case alphanumeric characters";
+/// Kuma's reason for a `mesh` field with characters no Mesh name has.
+const MESH_REF_RULE: &str = "Valid characters are numbers, lowercase latin letters";
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)

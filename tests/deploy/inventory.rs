@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::{
-    config::config_files,
+    config::{config_files, dataplane_for},
     kubernetes::{kustomization_dirs, strings},
     systemd::UNITS,
 };
@@ -19,14 +19,14 @@ fn every_deployment_file_is_one_these_tests_check() {
             // Owned by the resource examples' own tests.
             Some("examples") => true,
             Some("Dockerfile" | "Dockerfile.dockerignore") => true,
-            Some("config") => matches!(name, "global.yaml" | "zone.yaml"),
-            Some("systemd") => {
-                UNITS.iter().any(|(u, _)| *u == name)
-                    || matches!(name, "global.env.example" | "zone.env.example")
-            }
+            Some("config") => matches!(name, "global.yaml" | "zone.yaml" | "dp.yaml"),
+            Some("systemd") => UNITS
+                .iter()
+                .any(|u| u.name == name || u.env_example == name),
             Some("kubernetes") => {
                 name == "kustomization.yaml"
                     || config_files().contains(&p)
+                    || config_files().iter().any(|c| dataplane_for(c) == p)
                     || kustomization_dirs().iter().any(|d| {
                         let k = yaml(&d.join("kustomization.yaml"));
                         strings(&k["resources"])

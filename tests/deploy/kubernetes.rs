@@ -1,7 +1,10 @@
 //! The Kubernetes manifests render and validate; the Dockerfile ships the binaries.
 
 use super::*;
-use crate::config::config_files;
+use crate::{
+    config::{config_files, dataplane_for},
+    kubernetes_agent::agent_shares_its_files_with_the_workload,
+};
 
 pub(crate) fn kustomization_dirs() -> Vec<PathBuf> {
     files_under(&deploy().join("kubernetes"))
@@ -76,7 +79,7 @@ fn kubernetes_validate() -> Option<PathBuf> {
 }
 
 /// A pod spec's containers (init containers too), each with whether it is an init container.
-fn containers(pod: &Value) -> Vec<(bool, &Value)> {
+pub(crate) fn containers(pod: &Value) -> Vec<(bool, &Value)> {
     let list = |k: &str| pod[k].as_array().into_iter().flatten();
     list("initContainers")
         .map(|c| (true, c))
@@ -186,6 +189,16 @@ fn kubernetes_manifests_render_and_validate() {
         for g in k["configMapGenerator"].as_array().into_iter().flatten() {
             for f in strings(&g["files"]) {
                 let path = d.join(f.split_once('=').map_or(f.as_str(), |(_, p)| p));
+                if file_name(&path) == "dataplane.yaml" {
+                    // The Dataplane an agent config registers: the config test starts the agent
+                    // with both.
+                    assert!(
+                        tested.iter().any(|c| dataplane_for(c) == path),
+                        "{}: not beside a tested agent config",
+                        path.display()
+                    );
+                    continue;
+                }
                 assert!(
                     tested.contains(&path),
                     "{}: not a tested config file",
@@ -297,13 +310,22 @@ fn kubernetes_manifests_render_and_validate() {
                 c["resources"]["requests"].is_object(),
                 "{cname}: resource requests"
             );
+            // An example's application container (another image) gets the checks above; what the
+            // binaries need is checked for containers of this image.
+            let image_ref = c["image"].as_str().unwrap_or_default();
+            if !image_ref
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .starts_with("meshplane:")
+            {
+                continue;
+            }
+            // A native sidecar (an init container that keeps running) is probed like a container.
+            let sidecar = init && c["restartPolicy"] == "Always";
             // The command names a binary the image contains, whatever its ENTRYPOINT.
-            let command: Vec<&str> = c["command"]
-                .as_array()
-                .unwrap_or_else(|| panic!("{cname}: command is set"))
-                .iter()
-                .filter_map(Value::as_str)
-                .collect();
+            let command = command_of(c);
+            assert!(!command.is_empty(), "{cname}: command is set");
             let binary = command[0]
                 .strip_prefix("/usr/local/bin/")
                 .filter(|b| image.binaries.contains(*b))
@@ -324,7 +346,7 @@ fn kubernetes_manifests_render_and_validate() {
                     );
                 }
             }
-            if !init {
+            if !init || sidecar {
                 assert_eq!(
                     c["readinessProbe"]["httpGet"]["path"],
                     json!("/readyz"),
@@ -336,9 +358,23 @@ fn kubernetes_manifests_render_and_validate() {
                     "{cname}"
                 );
             }
+            if sidecar {
+                assert_eq!(
+                    c["startupProbe"]["httpGet"]["path"],
+                    json!("/readyz"),
+                    "{cname}: the application starts once the certificate is on disk"
+                );
+            }
         }
         if kubectl {
-            config_paths_are_mounted(name, pod, &docs);
+            let first = pod["containers"][0]["command"][0]
+                .as_str()
+                .unwrap_or_default();
+            if first.ends_with("/meshplane-global") || first.ends_with("/meshplane-zone") {
+                config_paths_are_mounted(name, pod, &docs);
+            } else {
+                agent_shares_its_files_with_the_workload(name, pod, &docs);
+            }
         }
     }
 
@@ -353,6 +389,14 @@ fn kubernetes_manifests_render_and_validate() {
             .any(|d| d["kind"] == kind && d["metadata"]["name"] == name)
     };
     assert!(has("PodDisruptionBudget", "meshplane-global"));
+    assert!(
+        deployments.iter().any(|d| {
+            containers(&d["spec"]["template"]["spec"])
+                .iter()
+                .any(|(_, c)| c["command"][0] == "/usr/local/bin/meshplane-dp")
+        }),
+        "an example workload with the agent as its sidecar"
+    );
     assert!(has("NetworkPolicy", "meshplane-global") && has("NetworkPolicy", "meshplane-zone"));
     let ports = |name: &str| -> BTreeSet<u64> {
         docs.iter()
@@ -390,17 +434,7 @@ fn config_paths_are_mounted(name: &str, pod: &Value, docs: &[&Value]) {
             .map(|(_, v)| *v)
             .unwrap_or_else(|| panic!("{name}: {path} is on no volume (the root is read-only)"))
     };
-    let command: Vec<&str> = c["command"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    let at = command
-        .iter()
-        .position(|a| *a == "--config")
-        .expect("--config");
-    let config_path = command[at + 1];
+    let config_path = arg_after(&command_of(c), "--config").expect("--config");
     let cm_name = volume_of(config_path)["configMap"]["name"].clone();
     let cm = docs
         .iter()
@@ -432,17 +466,10 @@ fn config_paths_are_mounted(name: &str, pod: &Value, docs: &[&Value]) {
     );
     for (_, ctr) in containers(pod) {
         let cname = ctr["name"].as_str().unwrap_or_default();
-        let cmd: Vec<&str> = ctr["command"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        let at = cmd
-            .iter()
-            .position(|a| *a == "--database-url-file")
-            .unwrap_or_else(|| panic!("{name}/{cname}: no --database-url-file"));
-        let file = Path::new(cmd[at + 1]);
+        let file = Path::new(
+            arg_after(&command_of(ctr), "--database-url-file")
+                .unwrap_or_else(|| panic!("{name}/{cname}: no --database-url-file")),
+        );
         let volume = ctr["volumeMounts"]
             .as_array()
             .into_iter()

@@ -1,19 +1,24 @@
 //! The deployment files under `deploy/` hold against the real binaries and tools:
 //! - the systemd units pass `systemd-analyze verify` (where installed) and carry the hardening keys,
 //!   and their `ExecStartPre=`/`ExecStart=` commands, run as systemd would with the example config
-//!   and environment files, migrate a fresh database and bring up global and a federated zone;
-//! - every config file (`global.yaml`, `zone.yaml`) under `deploy/` starts the real binary, so its
-//!   keys and values pass the binary's own config parser;
+//!   and environment files, migrate a fresh database and bring up global and a federated zone; the
+//!   agent's, run with its user, group and umask, shares its key and socket with its group and with
+//!   no other user;
+//! - every config file (`global.yaml`, `zone.yaml`, `dp.yaml`) under `deploy/` starts the real
+//!   binary, so its keys and values pass the binary's own config parser;
 //! - every kustomization renders (`kubectl kustomize`, or the plain files without kubectl) and every
 //!   document validates against the Kubernetes schemas (`kubernetes-validate --strict`), with the
-//!   security context, probes, commands and variables the binaries and the image need;
+//!   security context, probes, commands and variables the binaries and the image need, and the
+//!   agent's sidecar shares its files with the application through a memory volume and fsGroup;
 //! - the Dockerfile builds and copies the four binaries and runs as a non-root user;
 //! - every file under `deploy/` (but the resource examples) is one of these.
 
 mod config;
 mod inventory;
 mod kubernetes;
+mod kubernetes_agent;
 mod systemd;
+mod systemd_dp;
 
 use std::{
     collections::BTreeSet,
@@ -120,4 +125,43 @@ fn env_file(p: &Path) -> Vec<(String, String)> {
             (k.trim().to_string(), v.trim().to_string())
         })
         .collect()
+}
+
+/// A container's `command`, as strings (empty when unset).
+fn command_of(c: &Value) -> Vec<&str> {
+    c["command"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+/// The argument after `flag` in `argv`.
+fn arg_after<'a>(argv: &[&'a str], flag: &str) -> Option<&'a str> {
+    argv.iter()
+        .position(|a| *a == flag)
+        .and_then(|i| argv.get(i + 1).copied())
+}
+
+/// An octal mode of a unit setting or a config file (`0750`, `"0640"`).
+fn octal(v: &str) -> u32 {
+    u32::from_str_radix(v.trim_matches('"'), 8).unwrap_or_else(|_| panic!("not octal: {v}"))
+}
+
+/// The key and socket modes of an agent config, checked against what the deployment files promise:
+/// the agent's group reads key.pem and may connect to the socket, other users get nothing.
+fn agent_modes(config: &Value, what: &str) -> (u32, u32) {
+    let mode = |k: &str| {
+        octal(
+            config[k]
+                .as_str()
+                .unwrap_or_else(|| panic!("{what}: {k}, quoted")),
+        )
+    };
+    let (key, socket) = (mode("key-file-mode"), mode("workload-api-socket-mode"));
+    assert_eq!(key & 0o040, 0o040, "{what}: the group reads key.pem");
+    assert_eq!(socket & 0o020, 0o020, "{what}: the group may connect");
+    assert_eq!((key | socket) & 0o007, 0, "{what}: nothing for others");
+    (key, socket)
 }

@@ -3,7 +3,7 @@
 use super::*;
 
 /// `(section, key, value)` of a unit file, in order. Continuation lines are not used in ours.
-fn unit_entries(p: &Path) -> Vec<(String, String, String)> {
+pub(crate) fn unit_entries(p: &Path) -> Vec<(String, String, String)> {
     let mut section = String::new();
     let mut out = Vec::new();
     for line in read(p).lines().map(str::trim) {
@@ -32,7 +32,7 @@ fn unit_entries(p: &Path) -> Vec<(String, String, String)> {
     out
 }
 
-fn service_values(entries: &[(String, String, String)], key: &str) -> Vec<String> {
+pub(crate) fn service_values(entries: &[(String, String, String)], key: &str) -> Vec<String> {
     entries
         .iter()
         .filter(|(s, k, _)| s == "Service" && k == key)
@@ -40,16 +40,97 @@ fn service_values(entries: &[(String, String, String)], key: &str) -> Vec<String
         .collect()
 }
 
-pub(crate) const UNITS: [(&str, &[&str]); 2] = [
-    (
-        "meshplane-global.service",
-        &["database-url", "encryption-key"],
-    ),
-    (
-        "meshplane-zone.service",
-        &["database-url", "zone-token", "encryption-key"],
-    ),
+/// What a unit runs, for the checks that differ between the control planes and the agent.
+pub(crate) enum Role {
+    /// A control plane: its `deploy/config` file's work-dir is the unit's StateDirectory.
+    Server { config: &'static str },
+    /// The agent template: per instance, its files and socket live in its RuntimeDirectory and are
+    /// shared with the unit's group, never with other users.
+    Agent { config: &'static str },
+}
+
+pub(crate) struct Unit {
+    pub name: &'static str,
+    pub credentials: &'static [&'static str],
+    pub env_example: &'static str,
+    pub role: Role,
+}
+
+pub(crate) const UNITS: [Unit; 3] = [
+    Unit {
+        name: "meshplane-global.service",
+        credentials: &["database-url", "encryption-key"],
+        env_example: "global.env.example",
+        role: Role::Server {
+            config: "global.yaml",
+        },
+    },
+    Unit {
+        name: "meshplane-zone.service",
+        credentials: &["database-url", "zone-token", "encryption-key"],
+        env_example: "zone.env.example",
+        role: Role::Server {
+            config: "zone.yaml",
+        },
+    },
+    Unit {
+        name: "meshplane-dp@.service",
+        credentials: &["dataplane-token"],
+        env_example: "dp.env.example",
+        role: Role::Agent { config: "dp.yaml" },
+    },
 ];
+
+/// The instance the agent template is verified and run as.
+pub(crate) const INSTANCE: &str = "backend-1";
+
+/// The file name systemd would load an instance of `unit` from (`meshplane-dp@backend-1.service`).
+fn instance_name(unit: &str) -> String {
+    unit.replace("@.", &format!("@{INSTANCE}."))
+}
+
+/// The value of `--flag` in an `ExecStart=` line.
+pub(crate) fn flag_value<'a>(exec: &'a str, flag: &str) -> Option<&'a str> {
+    arg_after(&exec.split_whitespace().collect::<Vec<_>>(), flag)
+}
+
+/// The agent's own checks: where its files go, who may reach them.
+fn agent_shares_with_its_group_only(name: &str, e: &[(String, String, String)], config: &str) {
+    let one = |key: &str| -> String {
+        let v = service_values(e, key);
+        assert_eq!(v.len(), 1, "{name}: exactly one {key}=, found {v:?}");
+        v[0].clone()
+    };
+    let runtime = one("RuntimeDirectory");
+    assert_eq!(
+        runtime, "meshplane-dp/%i",
+        "{name}: one runtime directory per instance"
+    );
+    let exec = one("ExecStart");
+    for flag in ["--cert-dir", "--workload-api-socket"] {
+        let at = flag_value(&exec, flag).unwrap_or_else(|| panic!("{name}: {flag}"));
+        assert!(
+            at.starts_with(&format!("/run/{runtime}/")),
+            "{name}: {flag} {at} is in the RuntimeDirectory (the only writable place)"
+        );
+    }
+    let dir_mode = octal(&one("RuntimeDirectoryMode"));
+    assert_eq!(dir_mode & 0o007, 0, "{name}: other users cannot enter");
+    assert_eq!(dir_mode & 0o050, 0o050, "{name}: the group can enter");
+    let umask = octal(&one("UMask"));
+    assert_eq!(
+        umask & 0o027,
+        0o027,
+        "{name}: no group write, nothing for others"
+    );
+    assert_eq!(
+        one("RuntimeDirectoryPreserve"),
+        "restart",
+        "{name}: a restart keeps the workload's certificate"
+    );
+    assert!(!one("Group").is_empty(), "{name}: the group workloads join");
+    agent_modes(&yaml(&deploy().join("config").join(config)), config);
+}
 
 #[test]
 fn systemd_units_verify_and_are_hardened() {
@@ -59,10 +140,16 @@ fn systemd_units_verify_and_are_hardened() {
         .map(|p| file_name(p).to_string())
         .filter(|n| n.ends_with(".service"))
         .collect();
-    let expected: BTreeSet<String> = UNITS.iter().map(|(n, _)| n.to_string()).collect();
+    let expected: BTreeSet<String> = UNITS.iter().map(|u| u.name.to_string()).collect();
     assert_eq!(units, expected, "the units this test checks");
 
-    for (name, credentials) in UNITS {
+    for Unit {
+        name,
+        credentials,
+        role,
+        ..
+    } in &UNITS
+    {
         let p = dir.join(name);
         let e = unit_entries(&p);
         let one = |key: &str| -> String {
@@ -88,21 +175,31 @@ fn systemd_units_verify_and_are_hardened() {
             !one("RestrictAddressFamilies").is_empty(),
             "{name}: RestrictAddressFamilies"
         );
-        let state = one("StateDirectory");
-        let config = yaml(&deploy().join("config").join(format!(
-            "{}.yaml",
-            name.trim_start_matches("meshplane-").trim_end_matches(".service")
-        )));
-        assert_eq!(
-            config["work-dir"],
-            json!(format!("/var/lib/{state}")),
-            "{name}: the config's work-dir is the unit's StateDirectory"
-        );
+        match role {
+            Role::Server { config } => {
+                let state = one("StateDirectory");
+                let config = yaml(&deploy().join("config").join(config));
+                assert_eq!(
+                    config["work-dir"],
+                    json!(format!("/var/lib/{state}")),
+                    "{name}: the config's work-dir is the unit's StateDirectory"
+                );
+            }
+            Role::Agent { config } => {
+                let exec = one("ExecStart");
+                assert_eq!(
+                    flag_value(&exec, "--config"),
+                    Some(format!("/etc/meshplane/{config}").as_str()),
+                    "{name}: deploy/config/{config}"
+                );
+                agent_shares_with_its_group_only(name, &e, config);
+            }
+        }
         let loaded: BTreeSet<String> = service_values(&e, "LoadCredential")
             .iter()
             .map(|v| v.split(':').next().unwrap_or_default().to_string())
             .collect();
-        for c in credentials {
+        for c in *credentials {
             assert!(loaded.contains(*c), "{name}: LoadCredential={c}:…");
         }
         assert!(
@@ -121,9 +218,16 @@ fn systemd_units_verify_and_are_hardened() {
     }
     // verify checks that each command exists: point the install path at this checkout's binaries
     // in a copy of the unit (same name, everything else as shipped).
+    // A template is verified as itself and as the instance systemd would load.
     let copies = tempfile::tempdir().expect("tempdir");
-    for (name, _) in UNITS {
-        let shipped = std::fs::read_to_string(dir.join(name)).expect("read unit");
+    let names: BTreeSet<String> = UNITS
+        .iter()
+        .flat_map(|u| [u.name.to_string(), instance_name(u.name)])
+        .collect();
+    for name in &names {
+        let shipped =
+            std::fs::read_to_string(dir.join(name.replace(&format!("@{INSTANCE}."), "@.")))
+                .expect("read unit");
         let p = copies.path().join(name);
         std::fs::write(
             &p,
@@ -178,10 +282,17 @@ fn systemd_units_verify_and_are_hardened() {
     }
 }
 
+/// Where a unit's command finds its files in a test: this checkout's binaries for
+/// `/usr/local/bin`, a test `/etc/meshplane` and `/run`, and its credentials directory for `%d`.
+pub(crate) struct Paths<'a> {
+    pub etc: &'a Path,
+    pub run: &'a Path,
+    pub credentials: &'a Path,
+}
+
 /// The argv of an `ExecStart*=` line as systemd would run it: no shell, `%d` resolved to the
-/// credentials directory, the install paths pointed at this checkout's binaries and a test
-/// `/etc/meshplane`.
-fn unit_command(value: &str, etc: &Path, credentials: &Path) -> Vec<String> {
+/// credentials directory, `%i` to [`INSTANCE`], the install paths pointed at the test's.
+pub(crate) fn unit_command(value: &str, paths: &Paths<'_>) -> Vec<String> {
     assert!(
         !value.contains(['\'', '"', '$', ';', '|']),
         "a plain command, no shell quoting or expansion: {value}"
@@ -189,21 +300,23 @@ fn unit_command(value: &str, etc: &Path, credentials: &Path) -> Vec<String> {
     let argv: Vec<String> = value
         .split_whitespace()
         .map(|a| {
-            a.replace("%d/", &format!("{}/", credentials.display()))
+            a.replace("%d/", &format!("{}/", paths.credentials.display()))
+                .replace("%i", INSTANCE)
                 .replace("/usr/local/bin/", &format!("{}/", bin_dir().display()))
-                .replace("/etc/meshplane/", &format!("{}/", etc.display()))
+                .replace("/etc/meshplane/", &format!("{}/", paths.etc.display()))
+                .replace("/run/", &format!("{}/", paths.run.display()))
         })
         .collect();
     assert!(
         argv.iter().all(|a| !a.contains('%')),
-        "no systemd specifier but %d: {value}"
+        "no systemd specifier but %d and %i: {value}"
     );
     argv
 }
 
 /// The environment systemd gives the unit's commands: its EnvironmentFile (the example), its
 /// credentials directory, and the test's overrides (addresses, paths), which win.
-fn unit_env(
+pub(crate) fn unit_env(
     env_example: &Path,
     credentials: &Path,
     overrides: &[(&str, String)],
@@ -233,7 +346,13 @@ async fn start_unit(unit: &str, etc: &Path, env: &[(String, String)]) -> Proc {
         .find(|(k, _)| k == "CREDENTIALS_DIRECTORY")
         .map(|(_, v)| std::path::PathBuf::from(v))
         .expect("the unit's environment names its credentials directory");
-    let pre = unit_command(&pre[0], etc, &credentials);
+    let run = etc.join("run");
+    let paths = Paths {
+        etc,
+        run: &run,
+        credentials: &credentials,
+    };
+    let pre = unit_command(&pre[0], &paths);
     let out = tokio::process::Command::new(&pre[0])
         .args(&pre[1..])
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -247,7 +366,7 @@ async fn start_unit(unit: &str, etc: &Path, env: &[(String, String)]) -> Proc {
         String::from_utf8_lossy(&out.stderr)
     );
     let env_refs: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    let start = unit_command(&start[0], etc, &credentials);
+    let start = unit_command(&start[0], &paths);
     Proc::spawn(unit, Path::new(&start[0]), &start[1..], &env_refs)
         .await
         .expect("ExecStart")

@@ -13,6 +13,7 @@ mod openbao;
 mod partition;
 mod postgres;
 mod writer;
+mod zone_kill;
 
 use std::{
     collections::{BTreeMap, BTreeSet},

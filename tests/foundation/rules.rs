@@ -180,7 +180,7 @@ async fn structural_validation_reports_every_violation_at_once_in_kumas_body() {
     assert_invalid(
         s,
         &b,
-        &[("name", "must consist of lower case alphanumeric")],
+        &[("name", "invalid characters. A lowercase RFC 1123 subdomain")],
     );
     // A duration of `0` is Kuma grammar; a unit outside y|w|d|h|m|s|ms is not.
     let (s, b) = api

@@ -1,7 +1,7 @@
 //! Security end to end: the API refuses writes and Secret reads without a user token (when loopback
 //! is not trusted), a PostgreSQL dump reveals no secret, no log line of a whole running system
 //! carries a token or key it used, and a Mesh with dataplanes is not deleted by accident; who counts
-//! as the loopback admin is in `loopback.rs`.
+//! as the loopback admin is in `loopback.rs`, bad server certificates in `server_certs.rs`.
 
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use meshplane_tests::{Agent, Global, Store, Zone, eventually, meshctl, migrated_
 use serde_json::json;
 
 mod loopback;
+mod server_certs;
 
 const WAIT: Duration = Duration::from_secs(60);
 

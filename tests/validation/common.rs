@@ -160,3 +160,26 @@ pub(crate) async fn vault_world() -> (OpenBao, SeedPki, Global, Value) {
 // ---------------------------------------------------------------------------------------------
 // Vault (dev server): accepted, refused for each cause, skipValidation
 // ---------------------------------------------------------------------------------------------
+
+/// The (field, reason) pairs of a 400's `invalid_parameters`, in order.
+pub(crate) fn field_reasons(body: &Value) -> Vec<(String, String)> {
+    body["invalid_parameters"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no invalid_parameters in {body}"))
+        .iter()
+        .map(|p| {
+            (
+                p["field"].as_str().expect("field").to_string(),
+                p["reason"].as_str().expect("reason").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `expected` as owned pairs, to compare with `field_reasons`.
+pub(crate) fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+    expected
+        .iter()
+        .map(|(f, r)| (f.to_string(), r.to_string()))
+        .collect()
+}

@@ -55,22 +55,7 @@ async fn refused_with(api: &Api, body: &Value, expected: &[(&str, &str)]) {
     let (s, b) = api.put(&path, body).await.expect("put");
     assert_eq!(s, 400, "{name} should be refused: {b}");
     assert_eq!(b["title"], "Could not process a resource", "{b}");
-    let got: Vec<(String, String)> = b["invalid_parameters"]
-        .as_array()
-        .expect("invalid_parameters")
-        .iter()
-        .map(|p| {
-            (
-                p["field"].as_str().expect("field").to_string(),
-                p["reason"].as_str().expect("reason").to_string(),
-            )
-        })
-        .collect();
-    let want: Vec<(String, String)> = expected
-        .iter()
-        .map(|(f, r)| (f.to_string(), r.to_string()))
-        .collect();
-    assert_eq!(got, want, "{body}");
+    assert_eq!(field_reasons(&b), pairs(expected), "{body}");
     assert_eq!(get_with_version(api, &path).await, before, "nothing stored");
 }
 

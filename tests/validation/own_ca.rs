@@ -294,7 +294,7 @@ async fn provided_chain_rules_are_kumas() {
         &api,
         &m("junk", "good-key"),
         "mtls.backends[0].conf.cert",
-        &["not a valid PEM certificate"],
+        &["not a valid TLS key pair: tls: failed to find any PEM data in certificate input"],
     )
     .await;
     let (s, b) = api

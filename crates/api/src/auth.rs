@@ -53,11 +53,22 @@ async fn verify(s: &ApiState, value: &HeaderValue) -> Result<String, String> {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
         _ => return Err(format!("Authorization must be a user token ({TOKEN_HINT})")),
     };
+    verify_user_token(s, token).await
+}
+
+/// The user `token` names, or why it is refused (never the token itself).
+pub(crate) async fn verify_user_token(s: &ApiState, token: &str) -> Result<String, String> {
     s.verifier
         .verify::<UserClaims>(TokenKind::User, token)
         .await
         .map(|v| v.claims.name)
         .map_err(|e| format!("user token refused: {e}"))
+}
+
+/// Whether `path` is the console's: it answers its own access rules (the same ones, with the
+/// token also accepted as a cookie or `?token=`) and takes its login form.
+pub(crate) fn is_console(path: &str) -> bool {
+    path == crate::gui::BASE || path.starts_with("/gui/")
 }
 
 pub async fn middleware(
@@ -73,6 +84,9 @@ pub async fn middleware(
         tracing::info!(%peer, %method, path, reason = %why, "refused: cross-site write");
         return ApiError::access_denied(format!("cross-site request refused: {why}"))
             .into_response();
+    }
+    if is_console(&path) {
+        return next.run(req).await;
     }
     // Checked before the loopback rule: a local tool holding a bad, expired or revoked token has a
     // problem its user must hear about, not one the admin rule silently papers over.

@@ -131,7 +131,13 @@ impl IntoResponse for ApiError {
             .map(|v| {
                 v.violations
                     .iter()
-                    .map(|v| json!({"field": v.field, "reason": v.reason}))
+                    .map(|v| {
+                        let mut p = json!({"field": v.field, "reason": v.reason});
+                        if let Some(d) = &v.detail {
+                            p["detail"] = d.as_str().into();
+                        }
+                        p
+                    })
                     .collect()
             })
             .unwrap_or_default();

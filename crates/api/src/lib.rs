@@ -5,6 +5,7 @@
 pub mod auth;
 mod body;
 mod error;
+pub mod gui;
 mod health;
 mod list;
 mod loopback;
@@ -45,6 +46,8 @@ pub async fn serve(
             // `tap_io` is what lets ConnectInfo<SocketAddr> (the loopback-admin check) see the
             // peer of a listener that is not axum's own.
             let tls = tls::TlsListener::new(tcp, config).tap_io(|_| ());
+            // The console marks its cookie Secure for requests that came this way.
+            let router = router.layer(axum::Extension(gui::Https));
             tokio::try_join!(plain, serve_on(tls, router, drain)).map(|_| ())
         }
     }

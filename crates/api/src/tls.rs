@@ -27,12 +27,16 @@ pub enum ApiTlsError {
         "--api-tls-cert-file / --api-tls-key-file: the certificate and key do not form a usable pair: {0}"
     )]
     Config(String),
+    #[error(transparent)]
+    Refused(#[from] meshplane_core::runtime::server_cert::BadServerCert),
 }
 
-/// Binds the HTTPS listener when the operator gave a certificate; `None` when HTTPS is off.
-pub async fn bind(
+/// The HTTPS configuration when the operator gave a certificate (`None`: HTTPS is off). Loaded
+/// before anything else starts: what clients would refuse on every connection (a CA certificate,
+/// expired, another key) stops the start, saying how to make a correct one.
+pub fn load(
     args: &meshplane_core::runtime::api_args::ApiTlsArgs,
-) -> Result<Option<(TcpListener, Arc<rustls::ServerConfig>)>, ApiTlsError> {
+) -> Result<Option<Arc<rustls::ServerConfig>>, ApiTlsError> {
     let (Some(cert), Some(key)) = (&args.api_tls_cert_file, &args.api_tls_key_file) else {
         return Ok(None);
     };
@@ -43,10 +47,27 @@ pub async fn bind(
             reason: e.to_string(),
         })
     };
-    let config = server_config(
-        &read("--api-tls-cert-file", cert)?,
-        &read("--api-tls-key-file", key)?,
+    let (cert_pem, key_pem) = (
+        read("--api-tls-cert-file", cert)?,
+        read("--api-tls-key-file", key)?,
+    );
+    meshplane_core::runtime::server_cert::check(
+        &meshplane_core::runtime::server_cert::API,
+        (cert, &cert_pem),
+        (key, &key_pem),
+        &[],
     )?;
+    server_config(&cert_pem, &key_pem).map(Some)
+}
+
+/// Binds the HTTPS listener for a configuration from [`load`].
+pub async fn bind(
+    args: &meshplane_core::runtime::api_args::ApiTlsArgs,
+    config: Option<Arc<rustls::ServerConfig>>,
+) -> Result<Option<(TcpListener, Arc<rustls::ServerConfig>)>, ApiTlsError> {
+    let Some(config) = config else {
+        return Ok(None);
+    };
     let listener = TcpListener::bind(args.api_https_addr)
         .await
         .map_err(|e| ApiTlsError::Bind {

@@ -40,7 +40,10 @@ fn valid_for(doc: &Value, errs: &mut ValidationError) -> std::time::Duration {
                 std::time::Duration::ZERO
             }
             Err(e) => {
-                errs.add("validFor", e.to_string());
+                match e.detail() {
+                    Some(detail) => errs.add_detailed("validFor", e.to_string(), detail),
+                    None => errs.add("validFor", e.to_string()),
+                }
                 std::time::Duration::ZERO
             }
         },

@@ -275,9 +275,11 @@ impl Api {
     }
 }
 
-/// CPU seconds (user + system) used so far by processes, grouped: the given pid, OpenBao and
-/// PostgreSQL processes on this machine (PostgreSQL may include other users' queries), and this
-/// harness (the simulated agents).
+/// CPU seconds (user + system) used so far, per process: the zone (or global), this harness's own
+/// OpenBao server, PostgreSQL's backends serving the scenario's database plus its shared
+/// background processes (WAL writer, checkpointer, …), and this harness (the simulated agents).
+/// Other databases' backends and other OpenBao servers on the machine are left out, so a test run
+/// beside the bench does not inflate its figures.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct CpuTimes {
     pub zone: f64,
@@ -286,31 +288,57 @@ pub struct CpuTimes {
     pub harness: f64,
 }
 
+/// Which processes count as "OpenBao" and "PostgreSQL" for one scenario.
+pub struct CpuScope {
+    pub bao_pid: Option<u32>,
+    /// Backends of the scenario's database and PostgreSQL's background processes, read from
+    /// `pg_stat_activity` each time (pools open connections lazily).
+    pub admin_url: String,
+    pub database: String,
+}
+
+impl CpuScope {
+    pub async fn new(env: &Env, db: &TestDatabase) -> anyhow::Result<Self> {
+        Ok(Self {
+            bao_pid: env.bao().await?.pid(),
+            admin_url: std::env::var("DATABASE_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+            database: db.name.clone(),
+        })
+    }
+
+    async fn postgres_pids(&self) -> Vec<i32> {
+        let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&self.admin_url).await
+        else {
+            return Vec::new();
+        };
+        sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 OR (datname IS NULL AND backend_type <> 'client backend')",
+        )
+        .bind(&self.database)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap_or_default()
+    }
+}
+
 impl CpuTimes {
-    pub fn now(zone_pid: &str) -> Self {
+    pub async fn now(zone_pid: &str, scope: &CpuScope) -> Self {
         let tick = 100.0; // USER_HZ on Linux
-        let mut out = Self {
+        let mut postgres = 0.0;
+        for pid in scope.postgres_pids().await {
+            postgres += cpu_of(&pid.to_string()).unwrap_or(0.0) / tick;
+        }
+        Self {
             zone: cpu_of(zone_pid).unwrap_or(0.0) / tick,
             harness: cpu_of("self").unwrap_or(0.0) / tick,
-            ..Self::default()
-        };
-        let Ok(dir) = std::fs::read_dir("/proc") else {
-            return out;
-        };
-        for e in dir.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            if !name.bytes().all(|b| b.is_ascii_digit()) {
-                continue;
-            }
-            let comm = std::fs::read_to_string(format!("/proc/{name}/comm")).unwrap_or_default();
-            let t = cpu_of(&name).unwrap_or(0.0) / tick;
-            match comm.trim() {
-                "bao" => out.openbao += t,
-                "postgres" => out.postgres += t,
-                _ => {}
-            }
+            openbao: scope
+                .bao_pid
+                .and_then(|p| cpu_of(&p.to_string()))
+                .unwrap_or(0.0)
+                / tick,
+            postgres,
         }
-        out
     }
 
     pub fn since(&self, earlier: &Self) -> Self {

@@ -24,7 +24,7 @@ use tokio::{
 
 use crate::{
     agents::{self, Agent, Served},
-    env::{CpuTimes, Env, KeyKind, Rss, migrated_db},
+    env::{CpuScope, CpuTimes, Env, KeyKind, Rss, migrated_db},
     mesh::{dataplane, dataplane_name, token_secret, vault_mesh},
     procs::CpProc,
     report::{Stat, percentile},
@@ -271,6 +271,7 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<FleetResult> {
     let mesh = format!("fleet-{n}");
     let pki = env.pki(&mesh).await?;
     let db = migrated_db().await?;
+    let scope = CpuScope::new(env, &db).await?;
     let (mut zone, dp_port) = CpProc::zone(
         env,
         &format!("zone-{mesh}"),
@@ -322,7 +323,7 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<FleetResult> {
     // Generous: ten times the target, at least two minutes.
     let limit = Duration::from_secs_f64((12.0 * n as f64 / raw_median).max(120.0));
 
-    let cpu0 = CpuTimes::now(&zone.pid()?);
+    let cpu0 = CpuTimes::now(&zone.pid()?, &scope).await;
     let t0 = Instant::now();
     let cold = wave(dp_port, &ca_pem, fleet(&mesh, &toks)?, t0, limit).await?;
     eprintln!(
@@ -335,7 +336,7 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<FleetResult> {
     if cold.served.len() == n {
         check_certs(&mesh, &cold.served)?;
     }
-    let cold_cpu = CpuTimes::now(&zone.pid()?).since(&cpu0);
+    let cold_cpu = CpuTimes::now(&zone.pid()?, &scope).await.since(&cpu0);
     eprintln!("    CPU seconds during the cold start: {cold_cpu:?}");
     let issue_ms = issuance_latency_ms(&zone).await.unwrap_or(0.0);
     eprintln!("    zone's mean Vault call time (certificate_issuance_seconds): {issue_ms:.1} ms");
@@ -369,7 +370,7 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<FleetResult> {
         zone.stop().await?;
         let before = env.stored_certs(&pki.mount).await?;
         let (spawned, ready) = zone.launch().await?;
-        let cpu0 = CpuTimes::now(&zone.pid()?);
+        let cpu0 = CpuTimes::now(&zone.pid()?, &scope).await;
         let w = wave(
             dp_port,
             &ca_pem,
@@ -388,7 +389,7 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<FleetResult> {
             .iter()
             .filter(|(i, s)| certs_before.get(i) == Some(&s.cert.cert_pem))
             .count();
-        let cpu = CpuTimes::now(&zone.pid()?).since(&cpu0);
+        let cpu = CpuTimes::now(&zone.pid()?, &scope).await.since(&cpu0);
         eprintln!("    CPU seconds after the restart: {cpu:?}");
         tokio::time::sleep(Duration::from_secs(1)).await;
         let rss = zone.rss()?;

@@ -90,7 +90,7 @@ async fn world(
         dps.push((
             pki.mesh.clone(),
             dataplane_name(i),
-            crate::mesh::dataplane_spec(&v)?,
+            crate::mesh::dataplane_identity(&v)?,
         ));
     }
     store.write(ops).await?;
@@ -105,7 +105,7 @@ async fn world(
 
 struct ManagerInput {
     meshes: Vec<(String, meshplane_core::model::MeshSpec)>,
-    dataplanes: Vec<(String, String, meshplane_core::model::DataplaneSpec)>,
+    dataplanes: Vec<(String, String, meshplane_core::model::DataplaneIdentity)>,
 }
 
 /// `n` dataplanes handed to a fresh manager at once; certificates per second until all are ready.
@@ -129,7 +129,7 @@ async fn ours(
         concurrency,
         ..ManagerConfig::default()
     };
-    let (mgr, task) = CertManager::spawn(cfg, deps);
+    let (mgr, task) = CertManager::spawn(cfg, deps, None);
     // Watch first: the identities are known but blocked until the snapshot brings the dataplanes.
     let rxs: Vec<_> = (0..n)
         .map(|i| mgr.watch(&CertKey::mesh_cert(pki.mesh.clone(), dataplane_name(i))))

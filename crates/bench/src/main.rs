@@ -49,7 +49,7 @@ struct Cli {
     /// issue-throughput: only these concurrencies (default 1,8,32).
     #[arg(long, global = true, value_delimiter = ',', value_name = "C,…")]
     concurrency: Vec<usize>,
-    /// Fleet sizes instead of the defaults (1,000 and 10,000; quick: 1,000).
+    /// Fleet sizes instead of the defaults (1,000, 10,000 and 30,000; quick: 1,000).
     #[arg(long, global = true, value_delimiter = ',', value_name = "N,…")]
     fleet_sizes: Vec<usize>,
     #[command(subcommand)]
@@ -123,7 +123,11 @@ async fn fleet_runs(
     sizes: &[usize],
     restart: bool,
 ) -> anyhow::Result<Vec<fleet::FleetResult>> {
-    let default: &[usize] = if quick { &[1_000] } else { &[1_000, 10_000] };
+    let default: &[usize] = if quick {
+        &[1_000]
+    } else {
+        &[1_000, 10_000, 30_000]
+    };
     let sizes = if sizes.is_empty() { default } else { sizes };
     let mut out = Vec::new();
     for &n in sizes {

@@ -3,7 +3,7 @@
 
 use anyhow::bail;
 use base64::Engine;
-use meshplane_core::model::{DataplaneSpec, MeshSpec, Resource, Spec};
+use meshplane_core::model::{DataplaneIdentity, MeshSpec, Resource, Spec};
 use serde_json::{Value, json};
 
 use crate::{
@@ -80,12 +80,11 @@ pub fn mesh_spec(v: &Value) -> anyhow::Result<MeshSpec> {
     }
 }
 
-pub fn dataplane_spec(v: &Value) -> anyhow::Result<DataplaneSpec> {
-    match Resource::from_universal(v)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .spec
-    {
-        Spec::Dataplane(d) => Ok(d),
+/// The identity a Dataplane resource carries, as the zone's watcher derives it.
+pub fn dataplane_identity(v: &Value) -> anyhow::Result<DataplaneIdentity> {
+    let r = Resource::from_universal(v).map_err(|e| anyhow::anyhow!("{e}"))?;
+    match &r.spec {
+        Spec::Dataplane(d) => Ok(DataplaneIdentity::of(&r.meta.name, d, &r.meta.labels)),
         _ => bail!("not a Dataplane"),
     }
 }

@@ -20,23 +20,51 @@ use crate::pem_util::{self, PemError};
 /// Leaves start this far in the past so a peer whose clock lags a little still accepts them (Kuma does the same).
 const BACKDATE: Duration = Duration::from_secs(10);
 
-/// Why a CA bundle and key cannot be used together. `Display` is the validation reason Kuma gives.
+/// Why a CA bundle and key cannot be used together. `Display` is the validation reason Kuma gives
+/// (Go's `tls.X509KeyPair` and `x509.ParseCertificate` words); `detail` what Meshplane's parsers
+/// said beyond them.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CaMaterialError {
-    #[error("not a valid PEM certificate: {0}")]
-    CertPem(PemError),
-    #[error("not a valid x509 certificate: {reason}")]
-    CertDer { index: usize, reason: String },
-    #[error("not a valid TLS key pair: {0}")]
-    KeyPair(String),
+    #[error("not a valid TLS key pair: {reason}")]
+    KeyPair {
+        reason: String,
+        detail: Option<String>,
+    },
+    /// A certificate of the bundle after the first does not parse.
+    #[error("not a valid x509 certificate: {MALFORMED}")]
+    CertDer { index: usize, detail: String },
 }
+
+/// Go's words for DER that is not a certificate.
+const MALFORMED: &str = "x509: malformed certificate";
 
 impl CaMaterialError {
     /// The field, relative to the backend's `conf`, that Kuma reports this at.
     pub fn field(&self) -> String {
         match self {
             Self::CertDer { index, .. } => format!("cert[{index}]"),
-            Self::CertPem(_) | Self::KeyPair(_) => "cert".into(),
+            Self::KeyPair { .. } => "cert".into(),
+        }
+    }
+
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Self::KeyPair { detail, .. } => detail.as_deref(),
+            Self::CertDer { detail, .. } => Some(detail),
+        }
+    }
+
+    fn key_pair(reason: impl Into<String>) -> Self {
+        Self::KeyPair {
+            reason: reason.into(),
+            detail: None,
+        }
+    }
+
+    fn pem(e: PemError, input: pem_util::PemInput) -> Self {
+        Self::KeyPair {
+            reason: e.go_reason(input),
+            detail: e.says_more().then(|| e.to_string()),
         }
     }
 }
@@ -82,29 +110,38 @@ impl std::fmt::Debug for SigningCa {
 }
 
 impl SigningCa {
-    /// Parses PEM input the way Go's `tls.X509KeyPair` judges it, so failures read as in Kuma: every
-    /// `CERTIFICATE` block must parse, and the key (PKCS#1, PKCS#8 or SEC1) must belong to the first one.
+    /// Parses PEM input the way Go's `tls.X509KeyPair` judges it, in its order, so failures read
+    /// as in Kuma: a `CERTIFICATE` block, a private key block, the first certificate, the key
+    /// (PKCS#1, PKCS#8 or SEC1) belonging to it, then every other certificate.
     pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, CaMaterialError> {
-        let certs = pem_util::parse_certificates(cert_pem).map_err(CaMaterialError::CertPem)?;
-        for (index, der) in certs.iter().enumerate() {
-            X509Certificate::from_der(der).map_err(|e| CaMaterialError::CertDer {
-                index,
-                reason: e.to_string(),
-            })?;
-        }
+        use pem_util::PemInput;
+        let certs = pem_util::parse_certificates(cert_pem)
+            .map_err(|e| CaMaterialError::pem(e, PemInput::Certificate))?;
         let key_der = pem_util::parse_private_key(key_pem)
-            .map_err(|e| CaMaterialError::KeyPair(e.to_string()))?;
+            .map_err(|e| CaMaterialError::pem(e, PemInput::Key))?;
+        if let Err(e) = X509Certificate::from_der(&certs[0]) {
+            return Err(CaMaterialError::KeyPair {
+                reason: MALFORMED.into(),
+                detail: Some(e.to_string()),
+            });
+        }
         let key = KeyPair::try_from(&key_der)
-            .map_err(|_| CaMaterialError::KeyPair("failed to parse private key".into()))?;
+            .map_err(|_| CaMaterialError::key_pair("tls: failed to parse private key"))?;
         let ca = Self { certs, key };
         // Compare the raw public keys: the SPKI algorithm parameters may be encoded differently.
         let matches = ca
             .with_signer(|c| c.public_key().subject_public_key.data.as_ref() == ca.key.der_bytes())
             .unwrap_or(false);
         if !matches {
-            return Err(CaMaterialError::KeyPair(
-                "private key does not match public key".into(),
+            return Err(CaMaterialError::key_pair(
+                "tls: private key does not match public key",
             ));
+        }
+        for (index, der) in ca.certs.iter().enumerate().skip(1) {
+            X509Certificate::from_der(der).map_err(|e| CaMaterialError::CertDer {
+                index,
+                detail: e.to_string(),
+            })?;
         }
         Ok(ca)
     }

@@ -34,10 +34,16 @@ pub(crate) fn material_error(mesh: &str, backend: &str, e: &CaMaterialError) -> 
     CaError::config(
         mesh,
         backend,
-        format!(
-            "the CA certificate and key cannot be used: {}: {e}",
-            e.field()
-        ),
+        match e.detail() {
+            Some(d) => format!(
+                "the CA certificate and key cannot be used: {}: {e} ({d})",
+                e.field()
+            ),
+            None => format!(
+                "the CA certificate and key cannot be used: {}: {e}",
+                e.field()
+            ),
+        },
     )
 }
 

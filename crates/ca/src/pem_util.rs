@@ -10,21 +10,78 @@ pub const RSA_PRIVATE_KEY: &str = "RSA PRIVATE KEY";
 pub const PRIVATE_KEY: &str = "PRIVATE KEY";
 pub const EC_PRIVATE_KEY: &str = "EC PRIVATE KEY";
 
-/// Why PEM input could not be used. The text is a reason fit for a validation message.
+/// Why PEM input could not be used. `Display` is Meshplane's own account; `go_reason` is what Go's
+/// `tls.X509KeyPair` (and so Kuma) says of the same input.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PemError {
     #[error("{0}")]
     Malformed(String),
+    /// No `CERTIFICATE` block; `skipped` are the types of the blocks found instead.
     #[error("no CERTIFICATE block found")]
-    NoCertificate,
+    NoCertificate { skipped: Vec<String> },
+    /// No private key block; `skipped` are the types of the blocks found instead.
     #[error("no private key block found")]
-    NoKey,
+    NoKey { skipped: Vec<String> },
     #[error("encrypted private keys are not supported")]
     EncryptedKey,
     #[error("found a certificate rather than a key in the PEM for the private key")]
     CertificateAsKey,
+    #[error("{0} blocks are not supported")]
+    UnsupportedKey(String),
     #[error("the key is not a valid PKCS#8 RSA private key")]
     NotPkcs8Rsa,
+}
+
+/// Which half of a key pair a PEM input is, for Go's words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PemInput {
+    Certificate,
+    Key,
+}
+
+impl PemError {
+    /// Go's `tls.X509KeyPair` error for the same input, which Kuma reports after `not a valid TLS
+    /// key pair: `.
+    pub fn go_reason(&self, input: PemInput) -> String {
+        let what = match input {
+            PemInput::Certificate => "certificate",
+            PemInput::Key => "key",
+        };
+        let types = |skipped: &[String]| format!("[{}]", skipped.join(" "));
+        match self {
+            Self::Malformed(_) => format!("tls: failed to find any PEM data in {what} input"),
+            Self::NoCertificate { skipped } | Self::NoKey { skipped } if skipped.is_empty() => {
+                format!("tls: failed to find any PEM data in {what} input")
+            }
+            Self::NoCertificate { skipped }
+                if skipped.len() == 1 && skipped[0].ends_with("PRIVATE KEY") =>
+            {
+                "tls: failed to find certificate PEM data in certificate input, but did find a private key; PEM inputs may have been switched".into()
+            }
+            Self::NoCertificate { skipped } => format!(
+                "tls: failed to find \"CERTIFICATE\" PEM block in certificate input after skipping PEM blocks of the following types: {}",
+                types(skipped)
+            ),
+            Self::CertificateAsKey => {
+                "tls: found a certificate rather than a key in the PEM for the private key".into()
+            }
+            Self::NoKey { skipped } => format!(
+                "tls: failed to find PEM block with type ending in \"PRIVATE KEY\" in key input after skipping PEM blocks of the following types: {}",
+                types(skipped)
+            ),
+            Self::EncryptedKey | Self::UnsupportedKey(_) | Self::NotPkcs8Rsa => {
+                "tls: failed to parse private key".into()
+            }
+        }
+    }
+
+    /// Whether Meshplane's account says more than Go's words (and so belongs in a `detail`).
+    pub fn says_more(&self) -> bool {
+        matches!(
+            self,
+            Self::Malformed(_) | Self::EncryptedKey | Self::UnsupportedKey(_) | Self::NotPkcs8Rsa
+        )
+    }
 }
 
 /// PEM with `\n` line endings, as Kuma and OpenSSL write it.
@@ -38,13 +95,17 @@ pub fn encode(tag: &str, der: &[u8]) -> String {
 /// The DER of every `CERTIFICATE` block, in order. Other blocks are skipped, as Go's `tls.X509KeyPair` does.
 pub fn parse_certificates(input: &[u8]) -> Result<Vec<Vec<u8>>, PemError> {
     let blocks = pem::parse_many(input).map_err(|e| PemError::Malformed(e.to_string()))?;
-    let certs: Vec<Vec<u8>> = blocks
-        .into_iter()
-        .filter(|b| b.tag() == CERTIFICATE)
-        .map(Pem::into_contents)
-        .collect();
+    let mut certs = Vec::new();
+    let mut skipped = Vec::new();
+    for b in blocks {
+        if b.tag() == CERTIFICATE {
+            certs.push(b.into_contents());
+        } else {
+            skipped.push(b.tag().to_string());
+        }
+    }
     if certs.is_empty() {
-        return Err(PemError::NoCertificate);
+        return Err(PemError::NoCertificate { skipped });
     }
     Ok(certs)
 }
@@ -53,7 +114,7 @@ pub fn parse_certificates(input: &[u8]) -> Result<Vec<Vec<u8>>, PemError> {
 /// `EC PRIVATE KEY` (SEC1). Blocks before it such as `EC PARAMETERS` are skipped.
 pub fn parse_private_key(input: &[u8]) -> Result<PrivateKeyDer<'static>, PemError> {
     let blocks = pem::parse_many(input).map_err(|e| PemError::Malformed(e.to_string()))?;
-    let mut saw_cert = false;
+    let mut skipped = Vec::new();
     for b in blocks {
         match b.tag() {
             RSA_PRIVATE_KEY => {
@@ -72,16 +133,15 @@ pub fn parse_private_key(input: &[u8]) -> Result<PrivateKeyDer<'static>, PemErro
                 )));
             }
             "ENCRYPTED PRIVATE KEY" => return Err(PemError::EncryptedKey),
-            // Traditional OpenSSL encryption keeps the RSA label and adds Proc-Type headers.
-            t if t.ends_with("PRIVATE KEY") => return Err(PemError::NoKey),
-            CERTIFICATE => saw_cert = true,
-            _ => {}
+            // Go takes the first block so named as the key, and then fails to parse it.
+            t if t.ends_with(" PRIVATE KEY") => return Err(PemError::UnsupportedKey(t.into())),
+            t => skipped.push(t.to_string()),
         }
     }
-    if saw_cert {
+    if skipped == [CERTIFICATE] {
         Err(PemError::CertificateAsKey)
     } else {
-        Err(PemError::NoKey)
+        Err(PemError::NoKey { skipped })
     }
 }
 
@@ -130,7 +190,50 @@ mod tests {
             parse_certificates(input.as_bytes()).unwrap(),
             vec![b"one".to_vec(), b"two".to_vec()]
         );
-        assert_eq!(parse_certificates(b"CERT"), Err(PemError::NoCertificate));
+        assert_eq!(
+            parse_certificates(b"CERT"),
+            Err(PemError::NoCertificate { skipped: vec![] })
+        );
+    }
+
+    #[test]
+    fn go_says_what_it_skipped() {
+        use PemInput::{Certificate, Key};
+        let cert = |input: String| parse_certificates(input.as_bytes()).unwrap_err();
+        let key = |input: String| parse_private_key(input.as_bytes()).unwrap_err();
+        assert_eq!(
+            cert("CERT".into()).go_reason(Certificate),
+            "tls: failed to find any PEM data in certificate input"
+        );
+        assert_eq!(
+            cert(encode("PRIVATE KEY", b"k")).go_reason(Certificate),
+            "tls: failed to find certificate PEM data in certificate input, but did find a private key; PEM inputs may have been switched"
+        );
+        assert_eq!(
+            cert(format!("{}{}", encode("A", b"a"), encode("B", b"b"))).go_reason(Certificate),
+            "tls: failed to find \"CERTIFICATE\" PEM block in certificate input after skipping PEM blocks of the following types: [A B]"
+        );
+        assert_eq!(
+            key("KEY".into()).go_reason(Key),
+            "tls: failed to find any PEM data in key input"
+        );
+        assert_eq!(
+            key(encode("CERTIFICATE", b"c")).go_reason(Key),
+            "tls: found a certificate rather than a key in the PEM for the private key"
+        );
+        assert_eq!(
+            key(encode("EC PARAMETERS", b"p")).go_reason(Key),
+            "tls: failed to find PEM block with type ending in \"PRIVATE KEY\" in key input after skipping PEM blocks of the following types: [EC PARAMETERS]"
+        );
+        let encrypted = key(encode("ENCRYPTED PRIVATE KEY", b"x"));
+        assert_eq!(encrypted.go_reason(Key), "tls: failed to parse private key");
+        assert!(encrypted.says_more());
+        let malformed = key("-----BEGIN PRIVATE KEY-----\n!!!\n-----END PRIVATE KEY-----\n".into());
+        assert_eq!(
+            malformed.go_reason(Key),
+            "tls: failed to find any PEM data in key input"
+        );
+        assert!(malformed.says_more());
     }
 
     #[test]
@@ -141,7 +244,14 @@ mod tests {
         assert!(matches!(k("EC PRIVATE KEY"), Ok(PrivateKeyDer::Sec1(_))));
         assert_eq!(k("ENCRYPTED PRIVATE KEY"), Err(PemError::EncryptedKey));
         assert_eq!(k("CERTIFICATE"), Err(PemError::CertificateAsKey));
-        assert_eq!(parse_private_key(b"KEY"), Err(PemError::NoKey));
+        assert_eq!(
+            parse_private_key(b"KEY"),
+            Err(PemError::NoKey { skipped: vec![] })
+        );
+        assert_eq!(
+            k("OPENSSH PRIVATE KEY"),
+            Err(PemError::UnsupportedKey("OPENSSH PRIVATE KEY".into()))
+        );
         let with_params = format!(
             "{}{}",
             encode("EC PARAMETERS", b"p"),

@@ -161,7 +161,14 @@ impl CaBackend for ProvidedCa {
         };
         let signing = match SigningCa::from_pem(&cert, &key) {
             Ok(s) => s,
-            Err(e) => return Err(ValidationError::single(e.field(), e.to_string())),
+            Err(e) => {
+                let mut errors = ValidationError::new();
+                match e.detail() {
+                    Some(d) => errors.add_detailed(e.field(), e.to_string(), d),
+                    None => errors.add(e.field(), e.to_string()),
+                }
+                return Err(errors);
+            }
         };
         let mut errors = ValidationError::new();
         check_bundle(&signing, &mut errors);

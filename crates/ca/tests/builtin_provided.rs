@@ -253,7 +253,7 @@ fn assert_kuma_leaf(dir: &Path, leaf: &IssuedCert) {
 fn violations(e: meshplane_core::ValidationError) -> Vec<(String, String)> {
     e.violations
         .into_iter()
-        .map(|Violation { field, reason }| (field, reason))
+        .map(|Violation { field, reason, .. }| (field, reason))
         .collect()
 }
 
@@ -617,7 +617,7 @@ async fn provided_rejects_a_key_of_another_cert() {
         validate_inline(&ca.cert_pem, &other.serialize_pem()).await,
         Err(vec![v(
             "cert",
-            "not a valid TLS key pair: private key does not match public key"
+            "not a valid TLS key pair: tls: private key does not match public key"
         )])
     );
     // The key of the parent is not the key of the first certificate either.
@@ -627,7 +627,7 @@ async fn provided_rejects_a_key_of_another_cert() {
         validate_inline(&bundle, &ca.key.serialize_pem()).await,
         Err(vec![v(
             "cert",
-            "not a valid TLS key pair: private key does not match public key"
+            "not a valid TLS key pair: tls: private key does not match public key"
         )])
     );
 }
@@ -639,32 +639,43 @@ async fn provided_rejects_garbage() {
         validate_inline("CERT", &ca.key.serialize_pem()).await,
         Err(vec![v(
             "cert",
-            "not a valid PEM certificate: no CERTIFICATE block found"
+            "not a valid TLS key pair: tls: failed to find any PEM data in certificate input"
         )])
     );
     assert_eq!(
         validate_inline(&ca.cert_pem, "KEY").await,
         Err(vec![v(
             "cert",
-            "not a valid TLS key pair: no private key block found"
+            "not a valid TLS key pair: tls: failed to find any PEM data in key input"
         )])
     );
     let broken = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
     let err = validate_inline(broken, &ca.key.serialize_pem())
         .await
         .unwrap_err();
-    assert_eq!(err.len(), 1);
-    assert_eq!(err[0].0, "cert[0]");
-    assert!(
-        err[0].1.starts_with("not a valid x509 certificate: "),
-        "{err:?}"
+    // Go's tls.X509KeyPair parses the first certificate itself: Kuma reports it on `cert`.
+    assert_eq!(
+        err,
+        vec![v(
+            "cert",
+            "not a valid TLS key pair: x509: malformed certificate"
+        )]
+    );
+    // A later certificate that does not parse is reported at its index.
+    let bundle = format!("{}{broken}", ca.cert_pem);
+    assert_eq!(
+        validate_inline(&bundle, &ca.key.serialize_pem()).await,
+        Err(vec![v(
+            "cert[1]",
+            "not a valid x509 certificate: x509: malformed certificate"
+        )])
     );
     let garbage_key = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
     assert_eq!(
         validate_inline(&ca.cert_pem, garbage_key).await,
         Err(vec![v(
             "cert",
-            "not a valid TLS key pair: failed to parse private key"
+            "not a valid TLS key pair: tls: failed to parse private key"
         )])
     );
 }

@@ -22,6 +22,16 @@ impl Decoder {
         self.errors.add(path, reason);
     }
 
+    /// A violation in Kuma's words (`reason`) with what Meshplane says beyond them (`detail`).
+    pub fn violation_detailed(
+        &mut self,
+        path: &FieldPath,
+        reason: impl Into<String>,
+        detail: impl Into<String>,
+    ) {
+        self.errors.add_detailed(path, reason, detail);
+    }
+
     pub fn has_errors(&self) -> bool {
         !self.errors.is_empty()
     }
@@ -118,11 +128,50 @@ impl Decoder {
         }
     }
 
+    /// A list whose elements are decoded by `f`; `None` when it is not a list or any element failed.
+    pub fn list<'v, T>(
+        &mut self,
+        v: &'v Value,
+        path: &FieldPath,
+        mut f: impl FnMut(&mut Decoder, &'v Value, &FieldPath) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        let items = self.array(v, path)?;
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            match f(self, item, &path.index(i)) {
+                Some(t) => out.push(t),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
     /// A map of strings to strings (labels, tags).
     pub fn string_map(
         &mut self,
         v: &Value,
         path: &FieldPath,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        self.map_of_strings(v, path, false)
+    }
+
+    /// A tag map whose null values read as empty strings, as Kuma's decoder reads them; only for
+    /// maps whose empty values Kuma's rules then refuse (`tag value must be non-empty`), so a
+    /// null never reads back as `""`.
+    pub fn tag_map(
+        &mut self,
+        v: &Value,
+        path: &FieldPath,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        self.map_of_strings(v, path, true)
+    }
+
+    fn map_of_strings(
+        &mut self,
+        v: &Value,
+        path: &FieldPath,
+        null_is_empty: bool,
     ) -> Option<std::collections::BTreeMap<String, String>> {
         let Value::Object(map) = v else {
             self.violation(
@@ -137,6 +186,9 @@ impl Decoder {
             match val {
                 Value::String(s) => {
                     out.insert(k.clone(), s.clone());
+                }
+                Value::Null if null_is_empty => {
+                    out.insert(k.clone(), String::new());
                 }
                 other => {
                     ok = false;
@@ -256,19 +308,10 @@ impl<'v> Obj<'v> {
         &mut self,
         d: &mut Decoder,
         key: &str,
-        mut f: impl FnMut(&mut Decoder, &'v Value, &FieldPath) -> Option<T>,
+        f: impl FnMut(&mut Decoder, &'v Value, &FieldPath) -> Option<T>,
     ) -> Option<Vec<T>> {
         let (v, p) = self.field(key)?;
-        let items = d.array(v, &p)?;
-        let mut out = Vec::with_capacity(items.len());
-        let mut ok = true;
-        for (i, item) in items.iter().enumerate() {
-            match f(d, item, &p.index(i)) {
-                Some(t) => out.push(t),
-                None => ok = false,
-            }
-        }
-        ok.then_some(out)
+        d.list(v, &p, f)
     }
 
     /// Keys not read so far, with their values, in document order (for opaque pass-through fields).

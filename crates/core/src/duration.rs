@@ -1,18 +1,38 @@
-//! Kuma's duration grammar (`1d`, `24h`, `10y`, `0`) and protobuf-style timeouts (`10s`, `1.5s`).
+//! Kuma's duration grammar (`1d`, `24h`, `10y`, `0`), and protobuf `Duration`s as Kuma reads them
+//! (Go's grammar: `10s`, `1.5s`, `1m30s`).
+
+mod go;
 
 use std::{fmt, time::Duration};
 
 use serde::{Serialize, Serializer};
 
+pub use go::{GoDurationError, parse as parse_go};
+
+/// What Kuma's grammar is, for the `detail` of a refusal (Kuma's reason does not say).
+pub const KUMA_GRAMMAR: &str =
+    "an integer and one unit of y, w, d, h, m, s, ms (for example 24h), or 0";
+/// What Go's grammar is, for the `detail` of a refusal.
+pub const GO_GRAMMAR: &str = "decimal numbers, each with a unit of ns, us, ms, s, m or h (for example 10s, 1.5s or 1m30s), or 0";
+
 /// Why a duration string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
-    #[error(
-        "has to be a valid format: an integer and one unit of y, w, d, h, m, s, ms (for example 24h), or 0"
-    )]
+    /// Kuma's words; `KUMA_GRAMMAR` says what the format is.
+    #[error("has to be a valid format")]
     Format,
     #[error("is too large")]
     Overflow,
+}
+
+impl DurationError {
+    /// What Meshplane says beyond Kuma's reason.
+    pub fn detail(&self) -> Option<&'static str> {
+        match self {
+            Self::Format => Some(KUMA_GRAMMAR),
+            Self::Overflow => None,
+        }
+    }
 }
 
 /// A duration written in Kuma's grammar: one integer and exactly one unit out of `y|w|d|h|m|s|ms`,
@@ -104,19 +124,34 @@ fn format_kuma(d: Duration) -> String {
     format!("{ms}ms")
 }
 
-/// A timeout as Kuma writes protobuf `Duration`s in YAML: decimal seconds with an `s` suffix (`10s`,
-/// `0.5s`). Kuma's own grammar (`500ms`, `1m`) is accepted too. The original text is kept.
+/// A timeout, a protobuf `Duration` to Kuma: Go's grammar (`10s`, `0.5s`, `1m30s`), and Kuma's own
+/// (`1d`), which earlier Meshplane versions accepted and stored. Negative timeouts are refused.
+/// The original text is kept.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Timeout {
     text: String,
     value: Duration,
 }
 
+/// Why a timeout was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TimeoutError {
+    /// Go's words, as Kuma's decoder reports them (`bad Duration: time: invalid duration "x"`).
+    #[error("bad Duration: {0}")]
+    Format(GoDurationError),
+    #[error("must not be negative")]
+    Negative,
+}
+
 impl Timeout {
-    pub fn parse(s: &str) -> Result<Self, DurationError> {
+    pub fn parse(s: &str) -> Result<Self, TimeoutError> {
         let value = match parse_kuma(s) {
             Ok(v) => v,
-            Err(_) => parse_decimal_seconds(s)?,
+            Err(_) => {
+                let nanos = go::parse(s).map_err(TimeoutError::Format)?;
+                let nanos = u64::try_from(nanos).map_err(|_| TimeoutError::Negative)?;
+                Duration::from_nanos(nanos)
+            }
         };
         Ok(Self {
             text: s.to_string(),
@@ -135,27 +170,32 @@ impl Serialize for Timeout {
     }
 }
 
-fn parse_decimal_seconds(s: &str) -> Result<Duration, DurationError> {
-    let num = s.strip_suffix('s').ok_or(DurationError::Format)?;
-    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(DurationError::Format);
+/// A protobuf `Duration` as Kuma reads it from YAML: Go's grammar, sign included. The original text
+/// is kept so that resources round-trip unchanged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GoDuration {
+    text: String,
+    nanos: i64,
+}
+
+impl GoDuration {
+    pub fn parse(s: &str) -> Result<Self, GoDurationError> {
+        Ok(Self {
+            text: s.to_string(),
+            nanos: go::parse(s)?,
+        })
     }
-    if frac.len() > 9
-        || !frac.bytes().all(|b| b.is_ascii_digit())
-        || (num.contains('.') && frac.is_empty())
-    {
-        return Err(DurationError::Format);
+
+    /// Signed nanoseconds, as Go's `time.Duration`.
+    pub fn nanos(&self) -> i64 {
+        self.nanos
     }
-    let secs: u64 = int.parse().map_err(|_| DurationError::Overflow)?;
-    let nanos: u32 = if frac.is_empty() {
-        0
-    } else {
-        format!("{frac:0<9}")
-            .parse()
-            .map_err(|_| DurationError::Format)?
-    };
-    Ok(Duration::new(secs, nanos))
+}
+
+impl Serialize for GoDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
 }
 
 #[cfg(test)]
@@ -232,8 +272,25 @@ mod tests {
             Timeout::parse("1m").map(|t| t.as_duration()),
             Ok(Duration::from_secs(60))
         );
-        for s in ["", "s", ".5s", "1.s", "1.0000000001s", "ten seconds"] {
-            assert!(Timeout::parse(s).is_err(), "{s:?}");
+        // Go's grammar, as Kuma's decoder reads a protobuf Duration.
+        assert_eq!(
+            Timeout::parse("1m30s").map(|t| t.as_duration()),
+            Ok(Duration::from_secs(90))
+        );
+        assert_eq!(
+            Timeout::parse(".5s").map(|t| t.as_duration()),
+            Ok(Duration::from_millis(500))
+        );
+        for s in ["", "s", "ten seconds", "1.0000000001"] {
+            assert!(
+                matches!(Timeout::parse(s), Err(TimeoutError::Format(_))),
+                "{s:?}"
+            );
         }
+        assert_eq!(
+            Timeout::parse("10").map_err(|e| e.to_string()),
+            Err("bad Duration: time: missing unit in duration \"10\"".to_string())
+        );
+        assert_eq!(Timeout::parse("-1s"), Err(TimeoutError::Negative));
     }
 }

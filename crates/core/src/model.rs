@@ -2,7 +2,15 @@
 
 pub mod acmpca_conf;
 pub mod ca_conf;
+pub mod certificate;
 pub mod dataplane;
+mod dataplane_insight;
+mod dataplane_net;
+mod dataplane_rules;
+#[cfg(test)]
+mod dataplane_rules_tests;
+#[cfg(test)]
+mod dataplane_tests;
 pub mod datasource;
 pub mod kind;
 mod kuma_net;
@@ -14,6 +22,7 @@ mod mesh_settings;
 mod mesh_telemetry;
 #[cfg(test)]
 mod mesh_telemetry_tests;
+pub mod mesh_validation;
 pub mod names;
 pub mod resource;
 pub mod secret;
@@ -22,7 +31,7 @@ pub mod zone;
 #[cfg(test)]
 mod tests;
 
-pub use dataplane::{DataplaneInsightSpec, DataplaneSpec, MtlsInsight, TagSet};
+pub use dataplane::{DataplaneIdentity, DataplaneInsightSpec, DataplaneSpec, MtlsInsight, TagSet};
 pub use datasource::DataSource;
 pub use kind::{Origin, ResourceKey, ResourceKind};
 pub use mesh::{Backend, BackendConf, BackendType, MeshSpec};

@@ -48,11 +48,14 @@ impl From<&str> for FieldPath {
     }
 }
 
-/// One reason a resource is not valid, at one field.
+/// One reason a resource is not valid, at one field. `reason` is Kuma's wording where Kuma has
+/// one for the same violation; what Meshplane says beyond it goes in `detail`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Violation {
     pub field: String,
     pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// Every violation found in one resource.
@@ -76,6 +79,21 @@ impl ValidationError {
         self.violations.push(Violation {
             field: field.to_string(),
             reason: reason.into(),
+            detail: None,
+        });
+    }
+
+    /// A violation whose `reason` is Kuma's and whose `detail` says more.
+    pub fn add_detailed(
+        &mut self,
+        field: impl fmt::Display,
+        reason: impl Into<String>,
+        detail: impl Into<String>,
+    ) {
+        self.violations.push(Violation {
+            field: field.to_string(),
+            reason: reason.into(),
+            detail: Some(detail.into()),
         });
     }
 
@@ -105,6 +123,9 @@ impl fmt::Display for ValidationError {
                 write!(f, "{}", v.reason)?;
             } else {
                 write!(f, "{}: {}", v.field, v.reason)?;
+            }
+            if let Some(d) = &v.detail {
+                write!(f, " ({d})")?;
             }
         }
         Ok(())
@@ -143,6 +164,12 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "name: cannot be longer than 63 characters; mtls.enabledBackend: has to be set to one of the backends in the mesh"
+        );
+        let mut e = ValidationError::new();
+        e.add_detailed("a", "has to be a valid format", "for example 24h");
+        assert_eq!(
+            e.to_string(),
+            "a: has to be a valid format (for example 24h)"
         );
         assert!(e.into_result().is_err());
         assert!(ValidationError::new().into_result().is_ok());

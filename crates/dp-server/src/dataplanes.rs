@@ -7,8 +7,8 @@ use futures::Stream;
 use meshplane_core::{
     manager::{ApplyOptions, DeleteOptions, ManagerError},
     model::{
-        ResourceKey, ResourceKind, Spec,
-        dataplane::{DiscoverySubscription, SERVICE_TAG, ZONE_TAG},
+        DataplaneIdentity, ResourceKey, ResourceKind, Spec,
+        dataplane::{DiscoverySubscription, SERVICE_TAG},
     },
     store::ResourceStoreExt,
     tokens::DataplaneClaims,
@@ -34,7 +34,8 @@ fn manager_status(e: ManagerError) -> Status {
     }
 }
 
-/// The token may only register the dataplane it names, with the service it names.
+/// The token may only register the dataplane it names, with the service it names: the services
+/// of the identity its certificates would carry (inbounds, gateway, or `kuma.io/workload`).
 fn check_binding(
     claims: &DataplaneClaims,
     mesh: &str,
@@ -46,6 +47,14 @@ fn check_binding(
         return Err(Status::permission_denied(format!(
             "the dataplane token is for {}/{}, not {mesh}/{name}",
             claims.mesh, claims.name
+        )));
+    }
+    if let Some(allowed) = claims.tags.get(SERVICE_TAG)
+        && services.is_empty()
+    {
+        tracing::warn!(mesh, dataplane = name, token_service = %allowed, "dataplane refused: it has no service and the token names one");
+        return Err(Status::permission_denied(format!(
+            "dataplane has no tag {SERVICE_TAG:?} required by the token"
         )));
     }
     if let Some(allowed) = claims.tags.get(SERVICE_TAG)
@@ -83,12 +92,9 @@ impl dp::dataplane_service_server::DataplaneService for Service {
                 r.kind()
             )));
         };
-        check_binding(&claims, &r.meta.mesh, &r.meta.name, &spec.services())?;
-        for inbound in &mut spec.networking.inbound {
-            inbound
-                .tags
-                .insert(ZONE_TAG.into(), self.inner.zone.clone());
-        }
+        let identity = DataplaneIdentity::of(&r.meta.name, spec, &r.meta.labels);
+        check_binding(&claims, &r.meta.mesh, &r.meta.name, identity.services())?;
+        spec.stamp_zone(&self.inner.zone);
         let (mesh, name) = (r.meta.mesh.clone(), r.meta.name.clone());
         let _slot = self.inner.store_slot().await;
         self.inner
@@ -142,54 +148,62 @@ impl dp::dataplane_service_server::DataplaneService for Service {
             claims.mesh.clone(),
             claims.name.clone(),
         );
-        let slot = self.inner.store_slot().await;
-        let dp = match self.inner.manager.store().get_resource(&key).await {
-            Ok(Some((r, _))) => match r.spec {
-                Spec::Dataplane(d) => d,
-                _ => return Err(Status::internal("stored dataplane has another kind")),
-            },
-            Ok(None) => {
-                return Err(Status::failed_precondition(format!(
-                    "dataplane {}/{} is not registered: call Register first",
-                    claims.mesh, claims.name
-                )));
+        // A reconnecting dataplane is known to the certificate manager: no store read. One that
+        // just registered may not have reached it yet; the store decides then.
+        let identity = match self.inner.certs.dataplane(&claims.mesh, &claims.name) {
+            Some(d) => d,
+            None => {
+                let _slot = self.inner.store_slot().await;
+                match self.inner.manager.store().get_resource(&key).await {
+                    Ok(Some((r, _))) => match &r.spec {
+                        Spec::Dataplane(d) => std::sync::Arc::new(DataplaneIdentity::of(
+                            &r.meta.name,
+                            d,
+                            &r.meta.labels,
+                        )),
+                        _ => return Err(Status::internal("stored dataplane has another kind")),
+                    },
+                    Ok(None) => {
+                        return Err(Status::failed_precondition(format!(
+                            "dataplane {}/{} is not registered: call Register first",
+                            claims.mesh, claims.name
+                        )));
+                    }
+                    Err(e) => return Err(Status::unavailable(e.to_string())),
+                }
             }
-            Err(e) => return Err(Status::unavailable(e.to_string())),
         };
         let Some(drain) = self.inner.drain_watch() else {
             return Err(Status::unavailable("the zone is shutting down"));
         };
         let mut keys = vec![CertKey::mesh_cert(&claims.mesh, &claims.name)];
         if want_svids {
-            keys.extend(dp.services().into_iter().map(|s| CertKey {
+            keys.extend(identity.services().iter().map(|s| CertKey {
                 mesh: claims.mesh.clone(),
                 dataplane: claims.name.clone(),
-                profile: Profile::Svid(s),
+                profile: Profile::Svid(s.clone()),
             }));
         }
         let (tx, rx) = mpsc::channel(4);
         let inner = self.inner.clone();
         let (mesh, name) = (claims.mesh.clone(), claims.name.clone());
         let sub_id = uuid::Uuid::new_v4().to_string();
-        let store = inner.manager.store().clone();
-        let instance = inner.instance_id.clone();
-        let connected = Utc::now();
-        let sid = sub_id.clone();
-        if let Err(e) = insight::update(store.as_ref(), &mesh, &name, |s| {
-            s.subscriptions.push(DiscoverySubscription {
-                id: sid.clone(),
-                control_plane_instance_id: instance.clone(),
-                connect_time: connected,
-                disconnect_time: None,
-            });
-            let excess = s.subscriptions.len().saturating_sub(5);
-            s.subscriptions.drain(..excess);
-        })
-        .await
-        {
-            tracing::warn!(mesh, dataplane = name, error = %e, "could not record the dataplane's connection");
-        }
-        drop(slot);
+        let persist = inner.certs.persister().clone();
+        // Recorded in memory and written with the next batch: a fleet reconnecting costs no
+        // store write per connection.
+        persist.insight(
+            &mesh,
+            &name,
+            Box::new({
+                let sub = DiscoverySubscription {
+                    id: sub_id.clone(),
+                    control_plane_instance_id: inner.instance_id.clone(),
+                    connect_time: Utc::now(),
+                    disconnect_time: None,
+                };
+                move |s| insight::connected(s, sub)
+            }),
+        );
         tracing::info!(
             mesh,
             dataplane = name,
@@ -199,16 +213,11 @@ impl dp::dataplane_service_server::DataplaneService for Service {
         tokio::spawn(async move {
             identity_stream(&inner.certs, keys, tx, drain).await;
             let now = Utc::now();
-            let _slot = inner.store_slot().await;
-            let r = insight::update(store.as_ref(), &mesh, &name, |s| {
-                if let Some(sub) = s.subscriptions.iter_mut().find(|x| x.id == sub_id) {
-                    sub.disconnect_time = Some(now);
-                }
-            })
-            .await;
-            if let Err(e) = r {
-                tracing::warn!(mesh, dataplane = name, error = %e, "could not record the dataplane's disconnection");
-            }
+            persist.insight(
+                &mesh,
+                &name,
+                Box::new(move |s| insight::disconnected(s, &sub_id, now)),
+            );
             tracing::info!(
                 mesh,
                 dataplane = name,

@@ -1,6 +1,8 @@
 //! Turns the certificate manager's watches into a stream of full identity updates: one message when
 //! anything the dataplane holds changes (its certificate, an SVID, or the mesh's trust bundle).
 
+use std::sync::Arc;
+
 use meshplane_dp_api::dp::{Certificate, IdentityUpdate, Svid};
 use meshplane_identity::{CertKey, CertManager, CertState, Identity, MeshTrust, Profile};
 use tokio::sync::{mpsc, watch};
@@ -10,7 +12,7 @@ pub fn cert(id: &Identity) -> Certificate {
     Certificate {
         cert_pem: id.cert_pem.clone(),
         key_pem: id.key_pem.clone(),
-        chain_pem: id.chain_pem.clone(),
+        chain_pem: id.chain_pem.to_vec(),
         not_before_unix: id.not_before.timestamp(),
         not_after_unix: id.not_after.timestamp(),
         backend: id.backend.clone(),
@@ -56,6 +58,15 @@ fn build(
     u
 }
 
+/// The same state for the stream's purpose: the same certificate (by identity of its `Arc`), or
+/// the same status.
+fn same_state(a: &CertState, b: &CertState) -> bool {
+    match (a, b) {
+        (CertState::Ready(x), CertState::Ready(y)) => Arc::ptr_eq(x, y),
+        _ => a == b,
+    }
+}
+
 /// Sends an update whenever something changes, until the receiver goes away or the zone drains.
 pub async fn identity_stream(
     certs: &CertManager,
@@ -67,16 +78,29 @@ pub async fn identity_stream(
     let mut trust = certs.trust(&keys[0].mesh);
     let drained = drain.signaled();
     tokio::pin!(drained);
-    let mut last: Option<IdentityUpdate> = None;
+    // What the last message was built from: the states themselves (an `Arc` or a reason each)
+    // and the bundle's `Arc`, not the message, which would keep a copy of the certificate, key and
+    // bundle per stream.
+    let mut last: Option<(Vec<CertState>, Arc<MeshTrust>)> = None;
     loop {
-        let update = build(&keys, &states, &trust.borrow());
-        // Only full states with something to use are worth a message; pending ones are skipped.
-        let worth = update.mesh_certificate.is_some() || update.status.starts_with("unavailable");
-        if worth && last.as_ref() != Some(&update) {
-            if tx.send(Ok(update.clone())).await.is_err() {
-                return;
+        let now: Vec<CertState> = states.iter().map(|rx| rx.borrow().clone()).collect();
+        let bundle = trust.borrow().clone();
+        let same = last.as_ref().is_some_and(|(s, t)| {
+            (Arc::ptr_eq(t, &bundle) || t.roots == bundle.roots)
+                && s.len() == now.len()
+                && s.iter().zip(&now).all(|(a, b)| same_state(a, b))
+        });
+        if !same {
+            let update = build(&keys, &states, &bundle);
+            // Only full states with something to use are worth a message; pending ones are skipped.
+            let worth =
+                update.mesh_certificate.is_some() || update.status.starts_with("unavailable");
+            if worth {
+                if tx.send(Ok(update)).await.is_err() {
+                    return;
+                }
+                last = Some((now, bundle));
             }
-            last = Some(update);
         }
         let changed = futures::future::select_all(states.iter_mut().map(|s| Box::pin(s.changed())));
         tokio::select! {

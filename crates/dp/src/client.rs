@@ -76,7 +76,23 @@ impl Link {
             .keep_alive_while_idle(true)
             .connect()
             .await
-            .with_context(|| format!("connecting to {addr}"))
+            .map_err(|e| {
+                // A refused certificate: what is wrong with the zone's, in words, before the
+                // transport's chain.
+                let server = meshplane_core::runtime::tls_refusal::Server {
+                    name: "the zone's dataplane server",
+                    cert_flag: "the zone's --dp-server-tls-cert-file",
+                    san_flag: "the zone's --dp-server-tls-san",
+                    ca_flag: "--cp-ca-file",
+                    address_flag: "--cp-address",
+                };
+                let words = meshplane_core::runtime::tls_refusal::explain(&e, &server);
+                let e = anyhow::Error::new(e).context(format!("connecting to {addr}"));
+                match words {
+                    Some(w) => e.context(w),
+                    None => e,
+                }
+            })
     }
 
     /// One session: register, then apply identity updates until the stream ends.
@@ -104,7 +120,7 @@ impl Link {
             while let Some(update) = stream.message().await.map_err(status).context("identity stream")? {
                 match &update.mesh_certificate {
                     Some(c) => {
-                        files::write(&self.args.cert_dir, &update).with_context(|| format!("writing certificates to {}", self.args.cert_dir.display()))?;
+                        files::write(&self.args.cert_dir, &update, self.args.key_file_mode.0).with_context(|| format!("writing certificates to {}", self.args.cert_dir.display()))?;
                         self.metrics.rotations.inc();
                         self.metrics.expiry.set(c.not_after_unix);
                         tracing::info!(mesh = %update.mesh, dataplane = %update.dataplane, backend = %c.backend, not_after = c.not_after_unix, svids = update.svids.len(), "identity updated");

@@ -8,7 +8,10 @@
 //! ```
 //!
 //! Each rotation writes a fresh timestamped directory, points a new symlink at it under a temporary
-//! name and renames that over `..data`, then removes the previous directory. The key is mode 0600.
+//! name and renames that over `..data`, then removes the previous directory. The key gets exactly
+//! `--key-file-mode` (0600, or 0640 to share it with the agent's group), whatever the umask; the
+//! certificates 0644. Directories follow the umask, so who can reach the files at all is the
+//! directory's owner's choice (the systemd unit's UMask= and RuntimeDirectoryMode=).
 
 use std::{io::Write, path::Path};
 
@@ -26,7 +29,8 @@ fn write_file(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
         .write(true)
         .mode(mode)
         .open(path)?;
-    // The umask may have taken bits away from the mode given to open; the key must be exactly 0600.
+    // The umask may have taken bits away from the mode given to open; the mode must be exact, since
+    // a group reading the key is the point of 0640.
     f.set_permissions(std::fs::Permissions::from_mode(mode))?;
     f.write_all(data)?;
     f.sync_all()
@@ -78,9 +82,9 @@ fn replace_symlink(dir: &Path, tmp_name: &str, target: &Path, link: &Path) -> st
     std::fs::rename(&tmp, link)
 }
 
-/// Writes cert.pem (leaf, then chain), key.pem and bundle.pem as one set. Nothing is written without
-/// a certificate.
-pub fn write(dir: &Path, u: &IdentityUpdate) -> std::io::Result<bool> {
+/// Writes cert.pem (leaf, then chain), key.pem (`key_mode`) and bundle.pem as one set. Nothing is
+/// written without a certificate.
+pub fn write(dir: &Path, u: &IdentityUpdate, key_mode: u32) -> std::io::Result<bool> {
     let Some(c) = &u.mesh_certificate else {
         return Ok(false);
     };
@@ -95,7 +99,7 @@ pub fn write(dir: &Path, u: &IdentityUpdate) -> std::io::Result<bool> {
     let bundle = u.trust_bundle.join("\n");
     let files: [(&str, &[u8], u32); 3] = [
         ("cert.pem", cert.as_bytes(), 0o644),
-        ("key.pem", c.key_pem.as_bytes(), 0o600),
+        ("key.pem", c.key_pem.as_bytes(), key_mode),
         ("bundle.pem", bundle.as_bytes(), 0o644),
     ];
 
@@ -183,7 +187,7 @@ mod tests {
             trust_bundle: vec!["ROOT1\n".into(), "ROOT2\n".into()],
             ..Default::default()
         };
-        assert!(write(dir.path(), &u).expect("write"));
+        assert!(write(dir.path(), &u, 0o600).expect("write"));
         assert_eq!(read(dir.path(), "cert.pem"), "LEAF\nINTER\n");
         assert_eq!(read(dir.path(), "bundle.pem"), "ROOT1\n\nROOT2\n");
         let mode = std::fs::metadata(dir.path().join("key.pem"))
@@ -192,17 +196,35 @@ mod tests {
             .mode()
             & 0o777;
         assert_eq!(mode, 0o600);
-        assert!(!write(dir.path(), &IdentityUpdate::default()).expect("no cert"));
+        assert!(!write(dir.path(), &IdentityUpdate::default(), 0o600).expect("no cert"));
+    }
+
+    #[test]
+    fn a_key_shared_with_the_group_has_exactly_its_mode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), &update("CERT", "KEY", "ROOT"), 0o640).expect("write");
+        for (name, want) in [
+            ("key.pem", 0o640),
+            ("cert.pem", 0o644),
+            ("bundle.pem", 0o644),
+        ] {
+            let mode = std::fs::metadata(dir.path().join(name))
+                .expect(name)
+                .permissions()
+                .mode()
+                & 0o7777;
+            assert_eq!(mode, want, "{name}: {mode:o}");
+        }
     }
 
     #[test]
     fn a_rotation_swaps_the_whole_set_at_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
-        write(d, &update("CERT1", "KEY1", "ROOT1")).expect("first");
+        write(d, &update("CERT1", "KEY1", "ROOT1"), 0o600).expect("first");
         let first = std::fs::read_link(d.join(DATA)).expect("..data is a symlink");
         assert_eq!(sets(d), vec![first.display().to_string()]);
-        write(d, &update("CERT2", "KEY2", "ROOT2")).expect("second");
+        write(d, &update("CERT2", "KEY2", "ROOT2"), 0o600).expect("second");
         let second = std::fs::read_link(d.join(DATA)).expect("..data");
         assert_ne!(first, second, "..data points at a new directory");
         assert_eq!(
@@ -241,13 +263,17 @@ mod tests {
     fn readers_resolving_data_never_see_a_mixed_pair() {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path().to_path_buf();
-        write(&d, &update("CERT0", "KEY0", "ROOT")).expect("first");
+        write(&d, &update("CERT0", "KEY0", "ROOT"), 0o600).expect("first");
         let writer = {
             let d = d.clone();
             std::thread::spawn(move || {
                 for i in 1..=50 {
-                    write(&d, &update(&format!("CERT{i}"), &format!("KEY{i}"), "ROOT"))
-                        .expect("rotation");
+                    write(
+                        &d,
+                        &update(&format!("CERT{i}"), &format!("KEY{i}"), "ROOT"),
+                        0o600,
+                    )
+                    .expect("rotation");
                 }
             })
         };
@@ -276,7 +302,7 @@ mod tests {
             std::fs::write(d.join(name), "OLD").expect("old file");
         }
         std::fs::create_dir(d.join("..2020_01_01_00_00_00.000000001")).expect("a crash's leftover");
-        write(d, &update("CERT", "KEY", "ROOT")).expect("write");
+        write(d, &update("CERT", "KEY", "ROOT"), 0o600).expect("write");
         for (name, want) in [
             ("cert.pem", "CERT"),
             ("key.pem", "KEY"),

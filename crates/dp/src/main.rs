@@ -55,7 +55,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let workload_socket = args
         .workload_api_socket
         .as_deref()
-        .map(workload::bind)
+        .map(|p| workload::bind(p, args.workload_api_socket_mode.0))
         .transpose()?;
     let metrics_listener = match args.metrics_addr {
         Some(addr) => Some(
@@ -80,11 +80,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Everything here must run for the agent's whole life: if one ends, the agent exits non-zero.
     let mut critical: CriticalTasks<anyhow::Error> = Default::default();
     if let Some(listener) = metrics_listener {
-        let (reg, stopped) = (Arc::new(registry), stopped());
+        let (reg, state, stopped) = (Arc::new(registry), state_rx.clone(), stopped());
         critical.spawn(async move {
             (
                 "metrics server",
-                metrics::serve(listener, reg, stopped).await,
+                metrics::serve(listener, reg, state, stopped).await,
             )
         });
     }

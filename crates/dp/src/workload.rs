@@ -1,5 +1,6 @@
-//! The SPIFFE Workload API (X.509) on a unix socket: every workload on the host can fetch its
-//! X.509-SVIDs and the mesh's bundle, with a new message on every rotation.
+//! The SPIFFE Workload API (X.509) on a unix socket: whoever may connect (the socket's mode and
+//! directory decide) fetches the X.509-SVIDs, their keys and the mesh's bundle, with a new message
+//! on every rotation.
 
 use std::{
     collections::HashMap,
@@ -196,8 +197,9 @@ impl Drop for SocketFile {
     }
 }
 
-/// Binds `path` (absolute; its directory is created, a stale socket replaced).
-pub fn bind(path: &Path) -> anyhow::Result<Socket> {
+/// Binds `path` (absolute; its directory is created, a stale socket replaced) and gives the socket
+/// exactly `mode`: connecting needs write permission on it, so the mode says who may fetch SVIDs.
+pub fn bind(path: &Path, mode: u32) -> anyhow::Result<Socket> {
     use anyhow::Context;
     if !path.is_absolute() {
         anyhow::bail!(
@@ -212,10 +214,21 @@ pub fn bind(path: &Path) -> anyhow::Result<Socket> {
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)
         .with_context(|| format!("--workload-api-socket {}: cannot listen", path.display()))?;
-    Ok(Socket {
-        listener,
-        file: SocketFile(path.to_path_buf()),
-    })
+    let file = SocketFile(path.to_path_buf());
+    // Until this chmod the socket has the umask's mode; the directory is what keeps others out in
+    // between (the systemd unit's RuntimeDirectoryMode=0750).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).with_context(
+            || {
+                format!(
+                    "--workload-api-socket-mode: setting {mode:04o} on {}",
+                    path.display()
+                )
+            },
+        )?;
+    }
+    Ok(Socket { listener, file })
 }
 
 /// Accepted connections, each behind the `:authority` shim. An accept error (EMFILE, ENFILE,

@@ -48,6 +48,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub metrics: meshplane_core::runtime::api_args::MetricsArgs,
     #[command(flatten)]
+    pub names: meshplane_core::runtime::names_args::NameArgs,
+    #[command(flatten)]
     pub datasource: meshplane_core::runtime::datasource_args::DataSourceArgs,
     /// Address of the zone sync server (Kuma's KDS port 5685). Zones dial it with TLS.
     #[arg(
@@ -57,8 +59,9 @@ pub struct RunArgs {
         value_name = "HOST:PORT"
     )]
     pub kds_addr: SocketAddr,
-    /// Certificate (PEM) for the sync server. Without it, Meshplane generates a CA shared by all
-    /// replicas through the store and writes it to `<work-dir>/kds-ca.pem` for zones to trust.
+    /// Certificate (PEM) for the sync server: a leaf (not a CA), valid now, for the --kds-tls-san
+    /// names, checked at start. Without it, Meshplane generates a CA shared by all replicas through
+    /// the store and writes it to `<work-dir>/kds-ca.pem` for zones to trust.
     #[arg(
         long,
         env = "MESHPLANE_KDS_TLS_CERT_FILE",
@@ -74,7 +77,8 @@ pub struct RunArgs {
     )]
     #[serde(skip)]
     pub kds_tls_key_file: Option<PathBuf>,
-    /// Extra DNS names or IPs for the generated sync certificate (comma separated).
+    /// DNS names or IPs zones dial (comma separated): added to the generated sync certificate, or,
+    /// with --kds-tls-cert-file, checked at start to be covered by it.
     #[arg(long, env = "MESHPLANE_KDS_TLS_SAN", value_delimiter = ',')]
     pub kds_tls_san: Vec<String>,
     /// HTTP/2 keepalive on sync streams; a dead zone is noticed after about twice this.

@@ -41,6 +41,17 @@ async fn migrate_up(args: MigrateArgs) -> anyhow::Result<()> {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(config = %serde_json::to_string(&args).unwrap_or_default(), version = env!("CARGO_PKG_VERSION"), "starting meshplane-global");
     let file_dirs = args.datasource.file_dirs().map_err(anyhow::Error::msg)?;
+    // The operator's certificates, checked before the store is touched.
+    let api_tls = meshplane_api::tls::load(&args.api_tls)?;
+    let operator_tls = match (&args.kds_tls_cert_file, &args.kds_tls_key_file) {
+        (Some(c), Some(k)) => Some(meshplane_core::runtime::tls::from_files(
+            &meshplane_core::runtime::tls::KDS,
+            c,
+            k,
+            &args.kds_tls_san,
+        )?),
+        _ => None,
+    };
     let readiness = Readiness::new();
     let store_ready = readiness.register("store");
     // Build info and process metrics at the root, Meshplane's own families under `meshplane_`.
@@ -62,12 +73,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let loader = Arc::new(StoreLoader::with_file_dirs(store.clone(), file_dirs));
     let ca = meshplane_ca::registry();
-    let manager = Arc::new(ResourceManager::new(
-        store.clone(),
-        ca,
-        loader,
-        Mode::Global,
-    ));
+    let manager = Arc::new(
+        ResourceManager::new(store.clone(), ca, loader, Mode::Global)
+            .with_strict_names(args.names.strict_names),
+    );
     if !args.skip_default_mesh
         && manager
             .ensure_default_mesh()
@@ -109,7 +118,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             localhost_is_admin: args.api_localhost_is_admin,
         },
     };
-    let router = meshplane_api::router(state, meshplane_api::tokens::routes());
+    let (drain_tx, drain_rx) = drain::channel();
+    // Created before the router: the console lists the zone streams it refused.
+    let kds_server = {
+        let mut cfg = ServerConfig::new(instance);
+        cfg.metrics = kds_metrics;
+        cfg.insight_flush = args.kds_insight_flush;
+        cfg.max_message = args.kds_max_message_size;
+        KdsServer::new(store.clone(), cfg, drain_rx.clone())
+    };
+    let console = meshplane_api::gui::Console::new(Arc::new(ConsoleSync(kds_server.clone())));
+    let router = meshplane_api::router(
+        state,
+        meshplane_api::tokens::routes().merge(meshplane_api::gui::routes(console)),
+    );
     let metrics_listener = match args.metrics.metrics_addr {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -121,13 +143,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.api_addr)
         .await
         .with_context(|| format!("--api-addr {}: cannot listen", args.api_addr))?;
-    let https = meshplane_api::tls::bind(&args.api_tls).await?;
+    let https = meshplane_api::tls::bind(&args.api_tls, api_tls).await?;
 
-    let tls = match (&args.kds_tls_cert_file, &args.kds_tls_key_file) {
-        (Some(c), Some(k)) => {
-            meshplane_core::runtime::tls::from_files(&meshplane_core::runtime::tls::KDS, c, k)?
-        }
-        _ => {
+    let tls = match operator_tls {
+        Some(tls) => tls,
+        None => {
             let dir = args.work_dir.clone().unwrap_or_else(host::default_work_dir);
             let tls = meshplane_core::runtime::tls::autogenerate(
                 store.as_ref(),
@@ -147,7 +167,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("--kds-addr {}: cannot listen", args.kds_addr))?;
 
-    let (drain_tx, drain_rx) = drain::channel();
     let mut critical: critical::CriticalTasks<anyhow::Error> = Default::default();
     if let Some(listener) = metrics_listener {
         let (drain, reg) = (drain_rx.clone(), metrics_registry.clone());
@@ -172,11 +191,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         });
     }
     {
-        let mut cfg = ServerConfig::new(instance);
-        cfg.metrics = kds_metrics;
-        cfg.insight_flush = args.kds_insight_flush;
-        cfg.max_message = args.kds_max_message_size;
-        let server = KdsServer::new(store.clone(), cfg, drain_rx.clone());
+        let server = kds_server;
         let drain = drain_rx.clone();
         let keepalive = args.kds_keepalive;
         tracing::info!(addr = %args.kds_addr, "zone sync server listening");
@@ -192,4 +207,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     drop(drain_rx);
     critical::supervise(critical, drain_tx, args.shutdown_timeout).await?;
     Ok(())
+}
+
+/// The console's view of zone sync at global: the streams this replica refused.
+struct ConsoleSync(KdsServer);
+
+impl meshplane_api::gui::SyncSource for ConsoleSync {
+    fn refusals(&self) -> Vec<meshplane_api::gui::ZoneRefusal> {
+        self.0
+            .refusals()
+            .into_iter()
+            .map(|r| meshplane_api::gui::ZoneRefusal {
+                zone: r.zone,
+                peer: r.peer,
+                reason: r.reason,
+                first: r.first,
+                last: r.last,
+                count: r.count,
+            })
+            .collect()
+    }
 }

@@ -1,20 +1,22 @@
-//! One issuance, run as a future outside the worker: ask the backend, then persist the certificate
-//! and report it in the dataplane's insight, so the worker never waits on I/O.
+//! One issuance, run as a future outside the worker: ask the backend, then hand the certificate and
+//! the insight change reporting it to the persister and wait for their batch to commit, so the
+//! worker never waits on I/O.
 
 use std::{sync::Arc, time::Duration};
 
 use meshplane_core::{
     ca::{CaError, IssuedCert, LeafRequest, MeshCa},
     model::{
-        Backend, Meta, Resource, ResourceKey, ResourceKind, Spec, TagSet,
-        dataplane::DataplaneCertificateSpec,
+        Backend, DataplaneInsightSpec, Meta, Resource, ResourceKey, ResourceKind, Spec, TagSet,
+        certificate::CertificateSummary, dataplane::DataplaneCertificateSpec,
     },
-    store::{StoreError, WriteOp},
+    store::WriteOp,
 };
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::{
     Deps, insight,
+    persist::{InsightChange, Persister},
     state::{CertKey, Identity, Profile},
 };
 
@@ -93,7 +95,7 @@ fn persist_op(id: &Identity, regenerations: u64) -> WriteOp {
         fingerprint: id.fingerprint.clone(),
         cert_pem: id.cert_pem.clone(),
         key_pem: id.key_pem.clone(),
-        chain_pem: id.chain_pem.clone(),
+        chain_pem: id.chain_pem.to_vec(),
         not_before: id.not_before,
         not_after: id.not_after,
         issued_at: id.issued_at,
@@ -115,18 +117,11 @@ fn persist_op(id: &Identity, regenerations: u64) -> WriteOp {
     WriteOp::upsert(&r, Some(owner))
 }
 
-async fn persist(deps: &Deps, op: WriteOp) -> Result<(), StoreError> {
-    match deps.store.write(vec![op]).await {
-        // The dataplane left while we issued: nothing to keep.
-        Ok(_) | Err(StoreError::OwnerMissing { .. }) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 /// Issues, persists and reports one certificate. `slot` is the manager's permit for one backend
 /// call: it is released as soon as the backend answered, so persisting never holds up issuance.
 pub async fn run(
     deps: Deps,
+    persist: Persister,
     key: CertKey,
     generation: u64,
     order: Order,
@@ -142,7 +137,7 @@ pub async fn run(
             backend: order.backend.name.clone(),
             cert_pem: c.cert_pem,
             key_pem: c.key_pem,
-            chain_pem: c.chain_pem,
+            chain_pem: crate::state::intern_chain(c.chain_pem),
             not_before: c.not_before,
             not_after: c.not_after,
             issued_at: deps.clock.now(),
@@ -154,53 +149,52 @@ pub async fn run(
     match &result {
         Ok(id) => {
             let op = persist_op(id, regenerations + 1);
-            let mut persisted = false;
-            if key.profile == Profile::Mesh {
-                // The certificate and the insight reporting it, in one transaction.
+            // The certificate and the insight reporting it (mesh certificates only: SVIDs have
+            // none), in one transaction.
+            let change: Option<InsightChange> = (key.profile == Profile::Mesh).then(|| {
                 let (backend, not_after) = (id.backend.clone(), id.not_after);
-                let r = insight::update_with(
-                    deps.store.as_ref(),
-                    &key.mesh,
-                    &key.dataplane,
-                    vec![op.clone()],
-                    |s| {
-                        insight::issued(
-                            s.mtls.get_or_insert_with(Default::default),
-                            &backend,
-                            not_after,
-                            now,
-                            &order.supported,
-                        )
-                    },
-                )
-                .await;
-                match r {
-                    Ok(()) => persisted = true,
+                let summary = match CertificateSummary::from_pem(&id.cert_pem, &id.chain_pem) {
+                    Ok(s) => Some(s),
                     Err(e) => {
-                        tracing::warn!(mesh = %key.mesh, dataplane = %key.dataplane, error = %e, "could not update the dataplane insight");
+                        tracing::warn!(mesh = %key.mesh, dataplane = %key.dataplane, error = %e, "could not read the issued certificate for the insight");
+                        None
                     }
-                }
-            }
-            // SVIDs have no insight, and a failed insight update must not cost the certificate.
-            if !persisted && let Err(e) = persist(&deps, op).await {
-                // Still served; only a restart would re-issue it.
-                tracing::warn!(mesh = %key.mesh, dataplane = %key.dataplane, error = %e, "could not persist an issued certificate");
+                };
+                let supported = order.supported.clone();
+                Box::new(move |s: &mut DataplaneInsightSpec| {
+                    insight::issued(
+                        s.mtls.get_or_insert_with(Default::default),
+                        &backend,
+                        not_after,
+                        now,
+                        &supported,
+                        summary,
+                    );
+                }) as InsightChange
+            });
+            if let Err(e) = persist
+                .certificate(&key.mesh, &key.dataplane, op, change)
+                .await
+            {
+                // Still served, and still pending: written once the store answers again.
+                tracing::warn!(mesh = %key.mesh, dataplane = %key.dataplane, error = %e, "could not persist an issued certificate yet");
             }
         }
         Err(err) => {
             let msg = err.to_string();
-            let r = insight::update(deps.store.as_ref(), &key.mesh, &key.dataplane, |s| {
-                insight::failed(
-                    s.mtls.get_or_insert_with(Default::default),
-                    &msg,
-                    now,
-                    &order.supported,
-                )
-            })
-            .await;
-            if let Err(e) = r {
-                tracing::warn!(mesh = %key.mesh, dataplane = %key.dataplane, error = %e, "could not update the dataplane insight");
-            }
+            let supported = order.supported.clone();
+            persist.insight(
+                &key.mesh,
+                &key.dataplane,
+                Box::new(move |s: &mut DataplaneInsightSpec| {
+                    insight::failed(
+                        s.mtls.get_or_insert_with(Default::default),
+                        &msg,
+                        now,
+                        &supported,
+                    );
+                }),
+            );
         }
     }
     Done {

@@ -9,6 +9,7 @@ pub mod insight;
 pub mod issue;
 pub mod manager;
 pub mod metrics;
+pub mod persist;
 pub mod schedule;
 pub mod state;
 pub mod trust;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use meshplane_core::{ca::CaRegistry, datasource::DataSourceLoader, store::ResourceStore};
 
 pub use manager::{CertManager, ManagerConfig};
+pub use persist::{PersistConfig, Persister};
 pub use state::{CertKey, CertState, Identity, MeshTrust, Profile};
 
 /// What the manager works with.

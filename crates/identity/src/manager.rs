@@ -12,7 +12,7 @@ use std::{
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use meshplane_core::{
-    model::{DataplaneSpec, MeshSpec, ResourceKind, Spec, dataplane::DataplaneCertificateSpec},
+    model::{DataplaneIdentity, MeshSpec, ResourceKind, Spec, dataplane::DataplaneCertificateSpec},
     runtime::backoff::Backoff,
     store::ListQuery,
 };
@@ -29,6 +29,7 @@ use crate::{
     clock::instant_at,
     issue::{self, Done, Order},
     metrics::{BackendLabels, FailureLabels},
+    persist::{PersistConfig, Persister},
     schedule::{Priority, Schedule},
     state::{CertKey, CertState, Identity, MeshTrust, Profile},
     trust,
@@ -49,6 +50,8 @@ pub struct ManagerConfig {
     /// Renewal happens at a random point between these fractions of a certificate's lifetime, so a
     /// fleet issued together does not renew together.
     pub renew_window: (f64, f64),
+    /// How certificates and insights are written (group commit).
+    pub persist: PersistConfig,
 }
 
 impl Default for ManagerConfig {
@@ -61,6 +64,7 @@ impl Default for ManagerConfig {
             breaker_base: Duration::from_secs(5),
             breaker_max: Duration::from_secs(300),
             renew_window: (0.7, 0.8),
+            persist: PersistConfig::default(),
         }
     }
 }
@@ -69,16 +73,19 @@ pub(crate) enum Command {
     /// Everything the worker should know, replacing what it knew (start-up and store resyncs).
     Snapshot {
         meshes: Vec<(String, MeshSpec)>,
-        dataplanes: Vec<(String, String, DataplaneSpec)>,
+        dataplanes: Vec<(String, String, DataplaneIdentity)>,
     },
     Mesh(String, Option<MeshSpec>),
-    Dataplane(String, String, Option<DataplaneSpec>),
+    Dataplane(String, String, Option<DataplaneIdentity>),
     Ensure(CertKey),
 }
 
 struct Shared {
     states: Mutex<HashMap<CertKey, watch::Sender<CertState>>>,
     trust: Mutex<HashMap<String, watch::Sender<Arc<MeshTrust>>>>,
+    /// The Dataplanes the worker knows (the same `Arc`s), so the dataplane server can answer a
+    /// reconnecting dataplane without reading the store.
+    dataplanes: Mutex<HashMap<(String, String), Arc<DataplaneIdentity>>>,
 }
 
 /// The handle: cheap to clone, used by the dataplane server and the store watcher.
@@ -86,6 +93,7 @@ struct Shared {
 pub struct CertManager {
     tx: mpsc::UnboundedSender<Command>,
     shared: Arc<Shared>,
+    persist: Persister,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -93,17 +101,59 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl CertManager {
-    /// Starts the worker. It loads the certificates the zone persisted, so a restart re-issues only
-    /// what is missing, changed or due.
-    pub fn spawn(cfg: ManagerConfig, deps: Deps) -> (Self, tokio::task::JoinHandle<()>) {
+    /// Starts the worker and the persister it writes through. It loads the certificates the zone
+    /// persisted, so a restart re-issues only what is missing, changed or due. The task ends when
+    /// both have (the persister last, once what it holds is written); with `drain`, a shutdown
+    /// waits for the persister's last writes.
+    pub fn spawn(
+        cfg: ManagerConfig,
+        deps: Deps,
+        drain: Option<drain::Watch>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             states: Mutex::default(),
             trust: Mutex::default(),
+            dataplanes: Mutex::default(),
         });
-        let worker = Worker::new(cfg, deps, shared.clone(), rx);
-        let task = tokio::spawn(worker.run());
-        (Self { tx, shared }, task)
+        let (persist, persist_task) =
+            Persister::spawn(deps.store.clone(), cfg.persist.clone(), drain);
+        let worker = Worker::new(cfg, deps, shared.clone(), rx, persist.clone());
+        let worker_task = tokio::spawn(worker.run());
+        let task = tokio::spawn(async move {
+            tokio::pin!(worker_task, persist_task);
+            tokio::select! {
+                r = &mut worker_task => {
+                    if let Err(e) = r {
+                        std::panic::resume_unwind(e.into_panic());
+                    }
+                    if let Err(e) = persist_task.await {
+                        std::panic::resume_unwind(e.into_panic());
+                    }
+                }
+                r = &mut persist_task => match r {
+                    Err(e) => std::panic::resume_unwind(e.into_panic()),
+                    // It ends only once every handle is gone, the worker's included.
+                    Ok(()) => {
+                        let _ = worker_task.await;
+                    }
+                },
+            }
+        });
+        (
+            Self {
+                tx,
+                shared,
+                persist,
+            },
+            task,
+        )
+    }
+
+    /// The writer of the zone's certificates and insights (the dataplane server records
+    /// connections through it).
+    pub fn persister(&self) -> &Persister {
+        &self.persist
     }
 
     fn send(&self, c: Command) {
@@ -142,16 +192,24 @@ impl CertManager {
         self.send(Command::Mesh(name, spec));
     }
 
-    pub fn dataplane_changed(&self, mesh: String, name: String, spec: Option<DataplaneSpec>) {
+    pub fn dataplane_changed(&self, mesh: String, name: String, spec: Option<DataplaneIdentity>) {
         self.send(Command::Dataplane(mesh, name, spec));
     }
 
     pub fn snapshot(
         &self,
         meshes: Vec<(String, MeshSpec)>,
-        dataplanes: Vec<(String, String, DataplaneSpec)>,
+        dataplanes: Vec<(String, String, DataplaneIdentity)>,
     ) {
         self.send(Command::Snapshot { meshes, dataplanes });
+    }
+
+    /// The Dataplane as the manager last heard of it from the store, if it did. A dataplane that
+    /// just registered may not be here yet: callers fall back to the store.
+    pub fn dataplane(&self, mesh: &str, name: &str) -> Option<Arc<DataplaneIdentity>> {
+        lock(&self.shared.dataplanes)
+            .get(&(mesh.to_string(), name.to_string()))
+            .cloned()
     }
 
     /// Identities currently managed (for diagnostics and tests).
@@ -181,7 +239,7 @@ struct Worker {
     shared: Arc<Shared>,
     rx: mpsc::UnboundedReceiver<Command>,
     meshes: HashMap<String, MeshSpec>,
-    dataplanes: HashMap<(String, String), DataplaneSpec>,
+    dataplanes: HashMap<(String, String), Arc<DataplaneIdentity>>,
     entries: HashMap<CertKey, Entry>,
     /// The keys of `entries` by (mesh, dataplane), so a dataplane's change touches only its own.
     by_dataplane: HashMap<(String, String), Vec<CertKey>>,
@@ -192,6 +250,7 @@ struct Worker {
     inflight: FuturesUnordered<BoxFuture<'static, Done>>,
     breakers: HashMap<(String, String), Breaker>,
     trust_tasks: HashMap<String, tokio::task::JoinHandle<()>>,
+    persist: Persister,
 }
 
 /// Digest of everything a certificate depends on: a change means it must be re-issued.
@@ -210,8 +269,10 @@ impl Worker {
         deps: Deps,
         shared: Arc<Shared>,
         rx: mpsc::UnboundedReceiver<Command>,
+        persist: Persister,
     ) -> Self {
         Self {
+            persist,
             slots: Arc::new(Semaphore::new(cfg.concurrency.max(1))),
             cfg,
             deps,
@@ -259,7 +320,7 @@ impl Worker {
                 backend: c.backend,
                 cert_pem: c.cert_pem,
                 key_pem: c.key_pem,
-                chain_pem: c.chain_pem,
+                chain_pem: crate::state::intern_chain(c.chain_pem),
                 not_before: c.not_before,
                 not_after: c.not_after,
                 issued_at: c.issued_at,
@@ -324,10 +385,19 @@ impl Worker {
                     }
                 }
                 self.meshes = meshes;
-                self.dataplanes = dataplanes
+                let dataplanes: HashMap<(String, String), Arc<DataplaneIdentity>> = dataplanes
                     .into_iter()
-                    .map(|(m, n, s)| ((m, n), s))
+                    .map(|(m, n, s)| ((m, n), Arc::new(s)))
                     .collect();
+                for gone in self
+                    .dataplanes
+                    .keys()
+                    .filter(|k| !dataplanes.contains_key(*k))
+                {
+                    self.persist.forget(&gone.0, &gone.1);
+                }
+                self.dataplanes = dataplanes;
+                *lock(&self.shared.dataplanes) = self.dataplanes.clone();
                 let names: Vec<String> = self.meshes.keys().cloned().collect();
                 for m in names {
                     self.refresh_trust(&m);
@@ -375,6 +445,8 @@ impl Worker {
             }
             Command::Dataplane(mesh, name, spec) => match spec {
                 Some(s) => {
+                    let s = Arc::new(s);
+                    lock(&self.shared.dataplanes).insert((mesh.clone(), name.clone()), s.clone());
                     self.dataplanes.insert((mesh.clone(), name.clone()), s);
                     let mut keys = self.keys_of(&mesh, &name);
                     let mesh_key = CertKey::mesh_cert(mesh, name);
@@ -387,6 +459,8 @@ impl Worker {
                 }
                 None => {
                     self.dataplanes.remove(&(mesh.clone(), name.clone()));
+                    lock(&self.shared.dataplanes).remove(&(mesh.clone(), name.clone()));
+                    self.persist.forget(&mesh, &name);
                     let keys = self.keys_of(&mesh, &name);
                     for k in keys {
                         self.forget(&k);
@@ -468,7 +542,10 @@ impl Worker {
         let Some(backend) = mesh.enabled_backend() else {
             return Want::Blocked(format!("mTLS is not enabled in mesh {:?}", key.mesh));
         };
-        let tags = dp.tag_set();
+        let tags = match dp.tags() {
+            Ok(t) => t.clone(),
+            Err(why) => return Want::Blocked(why.to_string()),
+        };
         if let Profile::Svid(service) = &key.profile
             && !dp.services().contains(service)
         {
@@ -585,9 +662,11 @@ impl Worker {
             })
     }
 
-    /// Issuances started and not finished: calling the backend or persisting.
+    /// Issuances started and not finished: calling the backend or waiting for their batch to
+    /// commit. Persisting is batched, so room for a batch's worth beyond the backend calls keeps
+    /// the backend busy while a batch commits.
     fn max_inflight(&self) -> usize {
-        self.cfg.concurrency.max(1) * 2
+        self.cfg.concurrency.max(1) + self.cfg.persist.max_batch / 2
     }
 
     fn start_ready(&mut self) {
@@ -628,6 +707,7 @@ impl Worker {
             let span = tracing::info_span!("issue", mesh = %key.mesh, dataplane = %key.dataplane, backend = %backend);
             let fut = issue::run(
                 self.deps.clone(),
+                self.persist.clone(),
                 key,
                 generation,
                 order,
@@ -736,4 +816,4 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 /// Keys the identities of one dataplane by mesh and name (for callers building snapshots).
-pub type DataplaneIndex = BTreeMap<(String, String), DataplaneSpec>;
+pub type DataplaneIndex = BTreeMap<(String, String), DataplaneIdentity>;

@@ -58,7 +58,8 @@ pub struct Identity {
     pub backend: String,
     pub cert_pem: String,
     pub key_pem: String,
-    pub chain_pem: Vec<String>,
+    /// Shared by every identity issued under the same chain (see [`intern_chain`]).
+    pub chain_pem: Arc<[String]>,
     pub not_before: DateTime<Utc>,
     pub not_after: DateTime<Utc>,
     pub issued_at: DateTime<Utc>,
@@ -76,6 +77,27 @@ impl fmt::Debug for Identity {
             .field("key_pem", &"<redacted>")
             .finish()
     }
+}
+
+/// The one shared copy of a CA chain. A backend's chain is the same for every certificate it
+/// issues: kept once, not once per dataplane. Chains are few (one per CA a backend has used), so
+/// the table is never pruned.
+pub fn intern_chain(chain: Vec<String>) -> Arc<[String]> {
+    use std::{
+        collections::HashSet,
+        sync::{Mutex, OnceLock, PoisonError},
+    };
+    static CHAINS: OnceLock<Mutex<HashSet<Arc<[String]>>>> = OnceLock::new();
+    let mut set = CHAINS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(c) = set.get(chain.as_slice()) {
+        return c.clone();
+    }
+    let c: Arc<[String]> = chain.into();
+    set.insert(c.clone());
+    c
 }
 
 impl Identity {

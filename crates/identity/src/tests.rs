@@ -14,7 +14,7 @@ use meshplane_core::{
     ValidationError,
     ca::{CaBackend, CaError, CaRegistry, IssuedCert, LeafRequest, MeshCa},
     datasource::StoreLoader,
-    model::{Backend, BackendType, DataplaneSpec, MeshSpec, Resource, Spec},
+    model::{Backend, BackendType, DataplaneIdentity, MeshSpec, Resource, Spec},
     store::{ResourceStore, WriteOp, memory::MemoryStore},
 };
 use serde_json::json;
@@ -33,6 +33,8 @@ struct FakeCa {
     failing: AtomicBool,
     latency: Duration,
     log: Mutex<Vec<String>>,
+    /// The services each issued mesh certificate was for.
+    services: Mutex<Vec<Vec<String>>>,
     released: Mutex<Vec<String>>,
 }
 
@@ -71,6 +73,10 @@ impl CaBackend for FakeCa {
             .lock()
             .unwrap()
             .push(format!("{}/{}@{}", req.mesh, req.dataplane, b.name));
+        self.services
+            .lock()
+            .unwrap()
+            .push(req.services().iter().map(|s| s.to_string()).collect());
         if self.failing.load(Ordering::SeqCst) {
             return Err(CaError::transient(ca.mesh, &b.name, "Vault is sealed"));
         }
@@ -108,6 +114,7 @@ fn setup_with(
         failing: AtomicBool::new(false),
         latency,
         log: Mutex::default(),
+        services: Mutex::default(),
         released: Mutex::default(),
     });
     let mut reg = CaRegistry::new();
@@ -119,7 +126,7 @@ fn setup_with(
         clock: clock.clone(),
         metrics: Metrics::unregistered(),
     };
-    let (mgr, task) = CertManager::spawn(cfg, deps);
+    let (mgr, task) = CertManager::spawn(cfg, deps, None);
     Setup {
         mgr,
         ca,
@@ -152,14 +159,17 @@ fn mesh(enabled: &str, expiration: &str) -> MeshSpec {
     }
 }
 
-fn dataplane(service: &str) -> DataplaneSpec {
-    let r = Resource::from_universal(
-        &json!({"type": "Dataplane", "mesh": "m", "name": "x", "networking": {"address": "10.0.0.1",
+fn dataplane(service: &str) -> DataplaneIdentity {
+    identity(
+        json!({"type": "Dataplane", "mesh": "m", "name": "x", "networking": {"address": "10.0.0.1",
         "inbound": [{"port": 80, "tags": {"kuma.io/service": service}}]}}),
     )
-    .unwrap();
-    match r.spec {
-        Spec::Dataplane(d) => d,
+}
+
+fn identity(doc: serde_json::Value) -> DataplaneIdentity {
+    let r = Resource::from_universal(&doc).unwrap();
+    match &r.spec {
+        Spec::Dataplane(d) => DataplaneIdentity::of(&r.meta.name, d, &r.meta.labels),
         _ => unreachable!(),
     }
 }
@@ -276,6 +286,10 @@ async fn persisting_does_not_hold_backend_slots() {
         TokioClock::new(),
         ManagerConfig {
             concurrency: 1,
+            persist: crate::PersistConfig {
+                max_batch: 2,
+                ..Default::default()
+            },
             ..Default::default()
         },
         Duration::from_millis(10),
@@ -285,8 +299,8 @@ async fn persisting_does_not_hold_backend_slots() {
         .collect();
     s.mgr.snapshot(vec![("m".into(), mesh("ca-1", "24h"))], dps);
     // Two 10 ms backend calls, one at a time, long before the first 10 s write ends: the
-    // first persisting does not hold the slot. The third waits, since at most 2 × concurrency
-    // issuances are unfinished at once.
+    // first persisting does not hold the slot. The third waits, since at most concurrency +
+    // max_batch / 2 issuances are unfinished at once.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(s.ca.calls.load(Ordering::SeqCst), 2);
     assert_eq!(s.ca.max_running.load(Ordering::SeqCst), 1);
@@ -474,6 +488,44 @@ async fn deleted_dataplanes_are_forgotten_and_disabled_mtls_is_said() {
         CertState::Unavailable("mTLS is not enabled in mesh \"off\"".into())
     );
     assert_eq!(s.store.describe(), "memory");
+}
+
+/// Kuma's `identityTags`: a gateway is its service; a Dataplane with no service tag and no
+/// `kuma.io/workload` label has no identity, and says so instead of getting a certificate without one.
+#[tokio::test(start_paused = true)]
+async fn gateways_are_their_service_and_dataplanes_without_one_have_no_identity() {
+    let s = setup(ManagerConfig::default());
+    let gateway = identity(
+        json!({"type": "Dataplane", "mesh": "m", "name": "gw", "networking": {
+        "address": "10.0.0.1", "gateway": {"type": "BUILTIN", "tags": {"kuma.io/service": "edge"}}}}),
+    );
+    let none = identity(
+        json!({"type": "Dataplane", "mesh": "m", "name": "tp", "networking": {
+        "address": "10.0.0.2", "transparentProxying": {"redirectPortInbound": 15006}}}),
+    );
+    s.mgr.snapshot(
+        vec![("m".into(), mesh("ca-1", "24h"))],
+        vec![
+            ("m".into(), "gw".into(), gateway),
+            ("m".into(), "tp".into(), none),
+        ],
+    );
+    ready(&mut s.mgr.watch(&CertKey::mesh_cert("m", "gw"))).await;
+    assert_eq!(s.ca.services.lock().unwrap().clone(), vec![vec!["edge"]]);
+    let st = s
+        .mgr
+        .watch(&CertKey::mesh_cert("m", "tp"))
+        .wait_for(|s| matches!(s, CertState::Unavailable(_)))
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(
+        st,
+        CertState::Unavailable(
+            "dataplane \"tp\" has no kuma.io/service tag and no kuma.io/workload label, cannot derive mTLS identity".into()
+        )
+    );
+    assert_eq!(s.ca.log.lock().unwrap().clone(), vec!["m/gw@ca-1"]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,10 +1,10 @@
 //! Feeds the manager from the zone's store: Meshes and Dataplanes as they change, and a full snapshot
 //! at start and whenever the store says events may have been missed.
 
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use meshplane_core::{
-    model::{ResourceKey, ResourceKind, Spec},
-    store::{ListQuery, Received, ResourceStore, StoreError},
+    model::{DataplaneIdentity, Resource, ResourceKey, ResourceKind, Spec},
+    store::{ListQuery, Received, Record, ResourceStore, Selection, StoreError},
 };
 
 use crate::CertManager;
@@ -25,9 +25,10 @@ async fn snapshot(store: &dyn ResourceStore, mgr: &CertManager) -> Result<(), St
         .items
     {
         if let Ok(r) = rec.to_resource()
-            && let Spec::Dataplane(d) = r.spec
+            && let Spec::Dataplane(d) = &r.spec
         {
-            dps.push((rec.key.mesh.clone(), rec.key.name.clone(), d));
+            let id = DataplaneIdentity::of(&r.meta.name, d, &r.meta.labels);
+            dps.push((rec.key.mesh.clone(), rec.key.name.clone(), id));
         }
     }
     mgr.snapshot(meshes, dps);
@@ -60,9 +61,9 @@ pub async fn run(
             }
             Received::Closed => return,
         };
-        // Take every event already waiting as one batch: each changed key is read once, and the
-        // reads run concurrently, so a burst of registrations is not fed to the manager one
-        // round trip at a time.
+        // Take every event already waiting as one batch: each changed key is read once, all in
+        // one snapshot, so a burst of registrations is not fed to the manager one round trip at
+        // a time.
         let mut keys = Keys::default();
         keys.add(first.key);
         let mut then = None;
@@ -76,38 +77,49 @@ pub async fn run(
                 None => break,
             }
         }
-        let reads: Vec<_> = futures::stream::iter(keys.order)
-            .map(|k| {
-                let store = store.clone();
-                async move {
-                    let r = store.get(&k).await;
-                    (k, r)
+        // One consistent read for the whole burst: one statement instead of one per key.
+        let sel = Selection {
+            kinds: Vec::new(),
+            keys: keys.order.clone(),
+        };
+        let failed = match store.snapshot(&sel).await {
+            Ok(recs) => {
+                let mut found: std::collections::HashMap<ResourceKey, Record> =
+                    recs.into_iter().map(|r| (r.key.clone(), r)).collect();
+                for key in keys.order {
+                    let resource = found.remove(&key).and_then(|r| r.to_resource().ok());
+                    match (key.kind, resource) {
+                        (
+                            ResourceKind::Mesh,
+                            Some(Resource {
+                                spec: Spec::Mesh(m),
+                                ..
+                            }),
+                        ) => mgr.mesh_changed(key.name, Some(m)),
+                        (ResourceKind::Mesh, _) => mgr.mesh_changed(key.name, None),
+                        (
+                            ResourceKind::Dataplane,
+                            Some(Resource {
+                                meta,
+                                spec: Spec::Dataplane(d),
+                            }),
+                        ) => {
+                            let id = DataplaneIdentity::of(&meta.name, &d, &meta.labels);
+                            mgr.dataplane_changed(key.mesh, key.name, Some(id))
+                        }
+                        (ResourceKind::Dataplane, _) => {
+                            mgr.dataplane_changed(key.mesh, key.name, None)
+                        }
+                        _ => {}
+                    }
                 }
-            })
-            .buffered(READS_IN_FLIGHT)
-            .collect()
-            .await;
-        let mut failed = false;
-        for (key, r) in reads {
-            let rec = match r {
-                Ok(r) => r,
-                Err(err) => {
-                    tracing::warn!(error = %err, key = %key, "could not read a changed resource; resyncing");
-                    failed = true;
-                    continue;
-                }
-            };
-            let spec = rec.and_then(|r| r.to_resource().ok()).map(|r| r.spec);
-            match (key.kind, spec) {
-                (ResourceKind::Mesh, Some(Spec::Mesh(m))) => mgr.mesh_changed(key.name, Some(m)),
-                (ResourceKind::Mesh, _) => mgr.mesh_changed(key.name, None),
-                (ResourceKind::Dataplane, Some(Spec::Dataplane(d))) => {
-                    mgr.dataplane_changed(key.mesh, key.name, Some(d))
-                }
-                (ResourceKind::Dataplane, _) => mgr.dataplane_changed(key.mesh, key.name, None),
-                _ => {}
+                false
             }
-        }
+            Err(err) => {
+                tracing::warn!(error = %err, keys = keys.order.len(), "could not read changed resources; resyncing");
+                true
+            }
+        };
         match then {
             Some(Received::Closed) => return,
             Some(Received::Resync) => resync(store.as_ref(), &mgr, &mut backoff).await,
@@ -134,9 +146,8 @@ impl Keys {
     }
 }
 
-/// Most changed keys read per batch, and how many of those reads run at once.
+/// Most changed keys read per batch (one snapshot).
 const BATCH: usize = 1024;
-const READS_IN_FLIGHT: usize = 16;
 
 async fn resync(
     store: &dyn ResourceStore,

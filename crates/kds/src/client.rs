@@ -65,6 +65,14 @@ pub struct SyncStatus {
     pub synced_once: bool,
     pub connects: u64,
     pub last_error: Option<String>,
+    /// When `last_error` happened.
+    pub last_error_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the current connection was established.
+    pub connected_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// The global replica of the current (or last) connection.
+    pub global_instance: Option<String>,
+    /// When a push from global was last applied.
+    pub last_sync: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,7 +163,9 @@ pub async fn run(
         };
         status.send_modify(|s| {
             s.connected = false;
+            s.connected_since = None;
             s.last_error = Some(message.clone());
+            s.last_error_time = Some(chrono::Utc::now());
         });
         // A connection that lived long enough was healthy: start the backoff over.
         if started.elapsed() > cfg.backoff_cap * 2 {

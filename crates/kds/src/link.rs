@@ -350,6 +350,11 @@ impl<T: Send + 'static> Link<T> {
     pub fn held(&self) -> usize {
         self.mirror.len()
     }
+
+    /// Pushes sent and not yet acknowledged.
+    pub fn unacknowledged(&self) -> usize {
+        self.pending.len()
+    }
 }
 
 /// The view items of `recs`, by view key.

@@ -7,12 +7,13 @@ mod session;
 mod sides;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     pin::Pin,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
+use chrono::{DateTime, Utc};
 use futures::Stream;
 use meshplane_core::{
     store::ResourceStore,
@@ -58,11 +59,30 @@ struct Active {
     kill: watch::Sender<bool>,
 }
 
+/// A zone stream this replica refused (bad or revoked token, disabled or deleted Zone), kept in
+/// memory for the console. The zone name of a refused stream is only a claim, so refusals never
+/// reach the store, where an unauthenticated peer could fill it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The zone the peer said it was (at most 63 characters of it).
+    pub zone: String,
+    pub peer: String,
+    /// What the zone was told, which names the cause (never the token).
+    pub reason: String,
+    pub first: DateTime<Utc>,
+    pub last: DateTime<Utc>,
+    pub count: u64,
+}
+
+/// At most this many distinct refusals are kept; the oldest goes first.
+const MAX_REFUSALS: usize = 32;
+
 pub(crate) struct Inner {
     store: Arc<dyn ResourceStore>,
     tokens: Tokens,
     cfg: ServerConfig,
     active: Mutex<HashMap<String, Active>>,
+    refusals: Mutex<VecDeque<Refusal>>,
     next_id: Mutex<u64>,
     /// Handed to each session so a drain waits for open streams. Taken away once the drain starts,
     /// so the server itself never holds the drain open and refuses new streams while draining.
@@ -75,6 +95,21 @@ pub struct KdsServer {
 }
 
 impl KdsServer {
+    /// Streams refused since start and not followed by a successful connection of the same zone,
+    /// newest first.
+    pub fn refusals(&self) -> Vec<Refusal> {
+        let mut v: Vec<Refusal> = self
+            .inner
+            .refusals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect();
+        v.reverse();
+        v
+    }
+
     pub fn new(store: Arc<dyn ResourceStore>, cfg: ServerConfig, drain: drain::Watch) -> Self {
         let tokens = Tokens::new(store.clone());
         let inner = Arc::new(Inner {
@@ -82,6 +117,7 @@ impl KdsServer {
             tokens,
             cfg,
             active: Mutex::default(),
+            refusals: Mutex::default(),
             next_id: Mutex::new(0),
             drain: Mutex::new(Some(drain.clone())),
         });
@@ -125,6 +161,47 @@ impl KdsServer {
 }
 
 impl Inner {
+    /// Remembers that `zone`'s stream was refused; the same zone and reason again only counts.
+    fn refused(&self, zone: &str, peer: &str, reason: &str) {
+        let zone: String = zone.chars().take(63).collect();
+        let reason: String = reason.chars().take(512).collect();
+        let now = Utc::now();
+        let mut list = self
+            .refusals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(i) = list
+            .iter()
+            .position(|r| r.zone == zone && r.reason == reason)
+            && let Some(mut r) = list.remove(i)
+        {
+            r.last = now;
+            r.count += 1;
+            r.peer = peer.to_string();
+            list.push_back(r);
+            return;
+        }
+        if list.len() >= MAX_REFUSALS {
+            list.pop_front();
+        }
+        list.push_back(Refusal {
+            zone,
+            peer: peer.to_string(),
+            reason,
+            first: now,
+            last: now,
+            count: 1,
+        });
+    }
+
+    /// A zone that connected is no longer refused.
+    fn accepted(&self, zone: &str) {
+        self.refusals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|r| r.zone != zone);
+    }
+
     /// Registers a new stream for `zone`, closing an older one of the same zone on this replica
     /// (a half-open stream behind a proxy would otherwise linger: Kuma PR 12983).
     fn register(&self, zone: &str) -> (u64, watch::Receiver<bool>) {
@@ -204,9 +281,13 @@ impl proto::kds_sync_server::KdsSync for KdsServer {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
+        let refuse = |status: Status| {
+            self.inner.refused(&claimed, &peer, status.message());
+            Err(status)
+        };
         let Some(token) = bearer(&req) else {
             tracing::warn!(zone = %claimed, %peer, "zone refused: no zone token");
-            return Err(Status::unauthenticated(
+            return refuse(Status::unauthenticated(
                 "a zone token is required (authorization: Bearer <token>)",
             ));
         };
@@ -219,12 +300,12 @@ impl proto::kds_sync_server::KdsSync for KdsServer {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(zone = %claimed, %peer, reason = %e, "zone refused: invalid zone token");
-                return Err(Status::unauthenticated(format!("zone token refused: {e}")));
+                return refuse(Status::unauthenticated(format!("zone token refused: {e}")));
             }
         };
         if verified.claims.zone != claimed {
             tracing::warn!(zone = %claimed, token_zone = %verified.claims.zone, %peer, "zone refused: token belongs to another zone");
-            return Err(Status::unauthenticated(format!(
+            return refuse(Status::unauthenticated(format!(
                 "zone token is for zone {:?}, not {:?}",
                 verified.claims.zone, claimed
             )));
@@ -245,7 +326,7 @@ impl proto::kds_sync_server::KdsSync for KdsServer {
         let inner = self.inner.clone();
         let span = tracing::info_span!("kds_stream", zone = %zone);
         tokio::spawn(tracing::Instrument::instrument(
-            session::run(inner, zone, token, inbound, tx, drain),
+            session::run(inner, zone, peer, token, inbound, tx, drain),
             span,
         ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

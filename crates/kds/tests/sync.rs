@@ -405,3 +405,75 @@ async fn revoking_a_connected_zones_token_closes_its_stream() {
     assert!(g.server.connected_zones().is_empty());
     east.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zone_is_reported_online_and_synced_without_waiting_for_a_flush() {
+    // No periodic flush within the test: whatever the insight shows comes from the stream's start.
+    let g = Global::start_flushing(
+        Arc::new(MemoryStore::new()),
+        None,
+        Duration::from_secs(3600),
+    )
+    .await;
+    g.put_mesh("default", true).await;
+    let mut east = Zone::start(&g, "east").await;
+    east.wait_synced().await;
+    let z = meshplane_test_support::process::eventually(
+        Duration::from_secs(10),
+        "the insight to count global's initial push as acknowledged",
+        || async {
+            let z = zone_insight(&g.store, "east").await?;
+            let sub = z.subscriptions.last()?;
+            (sub.status.total.responses_acknowledged > 0).then_some(z)
+        },
+    )
+    .await
+    .expect("insight");
+    assert!(
+        z.is_online_at(
+            chrono::Utc::now(),
+            meshplane_core::model::ZONE_INSIGHT_MAX_AGE
+        ),
+        "{z:?}"
+    );
+    let sub = z.subscriptions.last().expect("subscription");
+    assert!(sub.status.total.responses_sent >= sub.status.total.responses_acknowledged);
+    assert!(
+        sub.status.stat.contains_key("Mesh"),
+        "{:?}",
+        sub.status.stat
+    );
+    assert!(sub.status.last_update_time.is_some());
+    east.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_streams_are_listed_until_the_zone_connects() {
+    let g = Global::start().await;
+    let east = g.token("east").await;
+    Tokens::new(g.store.clone())
+        .revoke(
+            TokenKind::Zone,
+            &meshplane_core::tokens::token_id(&east).expect("jti"),
+        )
+        .await
+        .expect("revoke");
+    refused(&g, "east", &east).await;
+    refused(&g, "east", &east).await;
+    refused(&g, "west", "not-a-jwt").await;
+    let list = g.server.refusals();
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list[0].zone, "west", "newest first");
+    let e = list.iter().find(|r| r.zone == "east").expect("east");
+    assert!(e.reason.contains("revoked"), "{}", e.reason);
+    assert_eq!(e.count, 2, "the same refusal again only counts");
+    assert!(!e.reason.contains(&east), "never the token");
+
+    // With a good token the zone connects, and its refusal is history.
+    let mut z = Zone::start(&g, "east").await;
+    z.wait_synced().await;
+    let list = g.server.refusals();
+    assert!(list.iter().all(|r| r.zone != "east"), "{list:?}");
+    assert_eq!(list.len(), 1);
+    z.stop().await;
+}

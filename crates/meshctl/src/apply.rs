@@ -4,7 +4,7 @@ use std::io::Read;
 
 use meshplane_core::{format, model::Resource};
 
-use crate::client::{CliError, Client, item_path};
+use crate::client::{CliError, Client, item_path, with_detail};
 
 pub async fn run(client: &Client, file: &str, dry_run: bool) -> Result<(), CliError> {
     let text = if file == "-" {
@@ -30,7 +30,10 @@ pub async fn run(client: &Client, file: &str, dry_run: bool) -> Result<(), CliEr
             violations: e
                 .violations
                 .into_iter()
-                .map(|v| (v.field, v.reason))
+                .map(|v| {
+                    let reason = with_detail(&v.reason, v.detail.as_deref());
+                    (v.field, reason)
+                })
                 .collect(),
         })?;
         resources.push(r);
@@ -42,7 +45,7 @@ pub async fn run(client: &Client, file: &str, dry_run: bool) -> Result<(), CliEr
             print!("---\n{}", format::to_yaml(&r.to_universal()));
             continue;
         }
-        let created = client
+        let (created, warnings) = client
             .put(
                 &item_path(key.kind, &key.mesh, &key.name),
                 &r.to_universal(),
@@ -58,6 +61,9 @@ pub async fn run(client: &Client, file: &str, dry_run: bool) -> Result<(), CliEr
             "{what}{mesh} {}",
             if created { "created" } else { "updated" }
         );
+        for w in warnings {
+            eprintln!("warning: {what}: {w}");
+        }
     }
     Ok(())
 }

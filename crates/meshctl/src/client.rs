@@ -116,10 +116,10 @@ impl Client {
                                 .and_then(Value::as_str)
                                 .unwrap_or("")
                                 .to_string(),
-                            v.get("reason")
-                                .and_then(Value::as_str)
-                                .unwrap_or("")
-                                .to_string(),
+                            with_detail(
+                                v.get("reason").and_then(Value::as_str).unwrap_or(""),
+                                v.get("detail").and_then(Value::as_str),
+                            ),
                         )
                     })
                     .collect()
@@ -164,14 +164,29 @@ impl Client {
     }
 
     /// PUTs a resource; returns true when it was created.
-    pub async fn put(&self, path: &str, body: &Value, context: String) -> Result<bool, CliError> {
-        let (status, _) = self
+    /// PUTs a resource; whether it was created, and the server's warnings.
+    pub async fn put(
+        &self,
+        path: &str,
+        body: &Value,
+        context: String,
+    ) -> Result<(bool, Vec<String>), CliError> {
+        let (status, answer) = self
             .send(
                 self.req(reqwest::Method::PUT, path).json(body),
                 Some(context),
             )
             .await?;
-        Ok(status == StatusCode::CREATED)
+        let warnings = answer
+            .get("warnings")
+            .and_then(Value::as_array)
+            .map(|w| {
+                w.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((status == StatusCode::CREATED, warnings))
     }
 
     /// POSTs JSON and returns the body as text (tokens come back as text/plain).
@@ -207,5 +222,13 @@ impl Client {
         self.send(self.req(reqwest::Method::DELETE, &path), Some(context))
             .await
             .map(|_| ())
+    }
+}
+
+/// A violation's reason followed by its detail, as one line says them.
+pub fn with_detail(reason: &str, detail: Option<&str>) -> String {
+    match detail {
+        Some(d) => format!("{reason} ({d})"),
+        None => reason.to_string(),
     }
 }

@@ -129,11 +129,13 @@ pub async fn run(
                         .get("kuma.io/zone")
                         .and_then(Value::as_str)
                         .unwrap_or("-");
+                    // A gateway's service is its gateway's tag.
                     let services: Vec<&str> = d
                         .pointer("/dataplane/networking/inbound")
                         .and_then(Value::as_array)
                         .into_iter()
                         .flatten()
+                        .chain(d.pointer("/dataplane/networking/gateway"))
                         .filter_map(|i| i.pointer("/tags/kuma.io~1service").and_then(Value::as_str))
                         .collect();
                     let mtls = d

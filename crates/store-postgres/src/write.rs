@@ -51,13 +51,25 @@ const CURRENT_VERSION: &str =
 /// only needed when the row was deleted and re-created at the expected version in between.
 const VERSION_CHECK_ATTEMPTS: usize = 2;
 
-/// Applies every op in one transaction: all of them, or (on the first error) none.
+/// Applies every op in one transaction: all of them, or (on the first error) none. A single op
+/// runs as one autocommitted statement.
 pub(crate) async fn write(
     pool: &PgPool,
     ops: Vec<WriteOp>,
 ) -> Result<Vec<WriteResult>, StoreError> {
     if ops.is_empty() {
         return Ok(Vec::new());
+    }
+    if ops.len() == 1 {
+        // One statement is atomic on its own (its cascade and NOTIFYs included): no BEGIN and
+        // COMMIT round trips. An update's or delete's follow-up version read only classifies a
+        // miss (NotFound or Conflict), which the statement already decided.
+        let mut conn = pool
+            .acquire()
+            .await
+            .map_err(|e| store_error(e, "acquiring a connection"))?;
+        let mut ops = ops;
+        return Ok(vec![apply(&mut conn, ops.remove(0)).await?]);
     }
     let mut tx = pool
         .begin()

@@ -566,6 +566,11 @@ disable_mlock = true
         self.proc.signal(sig)
     }
 
+    /// The server's process id (for per-process CPU accounting in the bench harness).
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.pid()
+    }
+
     /// A file in the server's temp dir (e.g. `ca.pem` for TLS servers).
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)

@@ -59,6 +59,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub metrics: meshplane_core::runtime::api_args::MetricsArgs,
     #[command(flatten)]
+    pub names: meshplane_core::runtime::names_args::NameArgs,
+    #[command(flatten)]
     pub datasource: meshplane_core::runtime::datasource_args::DataSourceArgs,
     /// Address of the dataplane server (Kuma's port 5678).
     #[arg(
@@ -68,7 +70,8 @@ pub struct RunArgs {
         value_name = "HOST:PORT"
     )]
     pub dp_server_addr: SocketAddr,
-    /// Certificate (PEM) for the dataplane server. Without it, Meshplane generates a CA kept in the
+    /// Certificate (PEM) for the dataplane server: a leaf (not a CA), valid now, for the
+    /// --dp-server-tls-san names, checked at start. Without it, Meshplane generates a CA kept in the
     /// zone's store and writes it to `<work-dir>/dp-server-ca.pem` for agents (`--cp-ca-file`).
     #[arg(
         long,
@@ -85,7 +88,8 @@ pub struct RunArgs {
     )]
     #[serde(skip)]
     pub dp_server_tls_key_file: Option<PathBuf>,
-    /// Extra DNS names or IPs for the generated dataplane server certificate (comma separated).
+    /// DNS names or IPs agents dial (comma separated): added to the generated dataplane server
+    /// certificate, or, with --dp-server-tls-cert-file, checked at start to be covered by it.
     #[arg(long, env = "MESHPLANE_DP_SERVER_TLS_SAN", value_delimiter = ',')]
     pub dp_server_tls_san: Vec<String>,
     /// Directory for generated files (the dataplane server CA). Defaults to `$HOME/.meshplane`.

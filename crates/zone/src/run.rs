@@ -52,6 +52,16 @@ fn kds_config(args: &RunArgs, instance_id: &str) -> anyhow::Result<Option<Client
         if let Some(reason) = names::name_violation(&zone, names::MAX_ZONE_NAME) {
             bail!("--zone {zone:?}: {reason}");
         }
+        if let Some(reason) = names::rfc1035_violation(&zone) {
+            if args.names.strict_names {
+                bail!("--zone {zone:?}: {reason} (--strict-names is on)");
+            }
+            tracing::warn!(
+                "{}",
+                names::rfc1035_warning(meshplane_core::model::ResourceKind::Zone, &zone)
+                    .unwrap_or_default()
+            );
+        }
     }
     let token_file = args
         .zone_token_file
@@ -87,6 +97,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
 
     let file_dirs = args.datasource.file_dirs().map_err(anyhow::Error::msg)?;
+    // The operator's certificates, checked before the store is touched.
+    let api_tls = meshplane_api::tls::load(&args.api_tls)?;
+    let operator_tls = match (&args.dp_server_tls_cert_file, &args.dp_server_tls_key_file) {
+        (Some(c), Some(k)) => Some(tls::from_files(
+            &tls::DP_SERVER,
+            c,
+            k,
+            &args.dp_server_tls_san,
+        )?),
+        _ => None,
+    };
     let readiness = Readiness::new();
     let store_ready = readiness.register("store");
     // Build info and process metrics at the root, Meshplane's own families under `meshplane_`.
@@ -108,12 +129,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let loader = Arc::new(StoreLoader::with_file_dirs(store.clone(), file_dirs));
     // One registry for validation and issuance, so both share Vault sessions (and token renewal).
     let ca = meshplane_ca::registry();
-    let manager = Arc::new(ResourceManager::new(
-        store.clone(),
-        ca.clone(),
-        loader.clone(),
-        mode,
-    ));
+    let manager = Arc::new(
+        ResourceManager::new(store.clone(), ca.clone(), loader.clone(), mode)
+            .with_strict_names(args.names.strict_names)
+            .with_zone(zone_name.clone()),
+    );
     if mode == Mode::StandaloneZone
         && !args.skip_default_mesh
         && manager
@@ -163,7 +183,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             localhost_is_admin: args.api_localhost_is_admin,
         },
     };
-    let router = meshplane_api::router(state, extra);
+    // Created before the router: the console shows the link to global.
+    let (status_tx, status_rx) = watch::channel(SyncStatus::default());
+    let console = meshplane_api::gui::Console::new(Arc::new(ConsoleSync {
+        status: kds.as_ref().map(|_| status_rx.clone()),
+        address: kds
+            .as_ref()
+            .map(|c| c.global_address.clone())
+            .unwrap_or_default(),
+    }));
+    let router = meshplane_api::router(state, extra.merge(meshplane_api::gui::routes(console)));
     let metrics_listener = match args.metrics.metrics_addr {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -175,11 +204,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let api_listener = tokio::net::TcpListener::bind(args.api_addr)
         .await
         .with_context(|| format!("--api-addr {}: cannot listen", args.api_addr))?;
-    let https = meshplane_api::tls::bind(&args.api_tls).await?;
+    let https = meshplane_api::tls::bind(&args.api_tls, api_tls).await?;
 
-    let dp_tls = match (&args.dp_server_tls_cert_file, &args.dp_server_tls_key_file) {
-        (Some(c), Some(k)) => tls::from_files(&tls::DP_SERVER, c, k)?,
-        _ => {
+    let dp_tls = match operator_tls {
+        Some(t) => t,
+        None => {
             let dir = args.work_dir.clone().unwrap_or_else(host::default_work_dir);
             let t = tls::autogenerate(
                 store.as_ref(),
@@ -225,7 +254,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if let Some(mut cfg) = kds {
         cfg.metrics = kds_metrics;
-        let (status_tx, mut status_rx) = watch::channel(SyncStatus::default());
+        let mut status_rx = status_rx;
         let synced = readiness.register("initial sync with global");
         let (sync_store, store) = (store.clone(), store.clone());
         let drain = drain_rx.clone();
@@ -270,7 +299,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         clock: Arc::new(SystemClock),
         metrics: id_metrics.clone(),
     };
-    let (certs, worker) = CertManager::spawn(manager_cfg, deps);
+    let (certs, worker) = CertManager::spawn(manager_cfg, deps, Some(drain_rx.clone()));
     critical.spawn(async move {
         let r = worker.await;
         (
@@ -315,4 +344,27 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     drop(drain_rx);
     critical::supervise(critical, drain_tx, args.shutdown_timeout).await?;
     Ok(())
+}
+
+/// The console's view of sync at a zone: its link to global (none when standalone).
+struct ConsoleSync {
+    status: Option<watch::Receiver<SyncStatus>>,
+    address: String,
+}
+
+impl meshplane_api::gui::SyncSource for ConsoleSync {
+    fn global_link(&self) -> Option<meshplane_api::gui::GlobalLink> {
+        let s = self.status.as_ref()?.borrow().clone();
+        Some(meshplane_api::gui::GlobalLink {
+            address: self.address.clone(),
+            connected: s.connected,
+            connected_since: s.connected_since,
+            global_instance: s.global_instance,
+            synced_once: s.synced_once,
+            last_sync: s.last_sync,
+            connects: s.connects,
+            last_error: s.last_error,
+            last_error_time: s.last_error_time,
+        })
+    }
 }

@@ -317,12 +317,12 @@ impl Endpoint {
                 format!("cannot build a request to Vault at {addr}: {e}"),
             );
         }
-        let mut chain: Vec<&(dyn StdError + 'static)> = Vec::new();
-        if let Some(s) = e.source() {
-            collect_chain(s, &mut chain);
-        }
+        let chain = e
+            .source()
+            .map(meshplane_core::runtime::tls_refusal::sources)
+            .unwrap_or_default();
         for c in &chain {
-            if let Some(tls) = rustls_error(*c) {
+            if let Some(tls) = c.downcast_ref::<rustls::Error>() {
                 let reason = tls.to_string();
                 return match tls {
                     rustls::Error::InvalidCertificate(_) => VaultError::Untrusted { addr, reason },
@@ -360,31 +360,6 @@ impl Endpoint {
             }
         }
     }
-}
-
-/// Every error below `e`: its `source()` chain, plus what each `io::Error` wraps. An `io::Error`'s
-/// `source()` skips the error it wraps, and a connector may wrap a TLS `io::Error` in another one,
-/// so the rustls error is only found by looking inside.
-fn collect_chain<'a>(e: &'a (dyn StdError + 'static), out: &mut Vec<&'a (dyn StdError + 'static)>) {
-    if out.len() > 32 {
-        return;
-    }
-    out.push(e);
-    if let Some(inner) = e
-        .downcast_ref::<std::io::Error>()
-        .and_then(|io| io.get_ref())
-    {
-        let inner: &(dyn StdError + 'static) = inner;
-        collect_chain(inner, out);
-    }
-    if let Some(s) = e.source() {
-        collect_chain(s, out);
-    }
-}
-
-/// The rustls error in `e` itself.
-fn rustls_error<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
-    e.downcast_ref::<rustls::Error>()
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is not used by Vault and is ignored).

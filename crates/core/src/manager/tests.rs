@@ -408,3 +408,84 @@ async fn an_unchanged_dataplane_is_not_written_again() {
         .collect();
     assert_eq!(versions, [1, 2], "one event per real change");
 }
+
+async fn validation_record(
+    m: &ResourceManager,
+    mesh: &str,
+) -> Option<crate::model::mesh_validation::MeshValidationSpec> {
+    match m
+        .get(&ResourceKey::global(ResourceKind::MeshValidation, mesh))
+        .await
+        .expect("get")
+    {
+        Some((
+            Resource {
+                spec: Spec::MeshValidation(v),
+                ..
+            },
+            _,
+        )) => Some(v),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn each_backends_last_validation_is_recorded_with_its_mesh() {
+    use crate::model::mesh_validation::ValidationOutcome;
+    let (m, ca) = setup(Mode::Global);
+    // A refused create leaves nothing, not even a record: there is no Mesh to show it on.
+    *ca.fail_with.lock().expect("lock") = Some("Vault is sealed".into());
+    m.apply(mesh_with_builtin("m", false), ApplyOptions::default())
+        .await
+        .expect_err("refused");
+    assert_eq!(validation_record(&m, "m").await, None);
+
+    *ca.fail_with.lock().expect("lock") = None;
+    m.apply(mesh_with_builtin("m", false), ApplyOptions::default())
+        .await
+        .expect("stored");
+    let v = validation_record(&m, "m")
+        .await
+        .expect("recorded in the Mesh's batch");
+    let b = v.backend("ca-1").expect("ca-1");
+    assert_eq!((b.outcome, b.stored), (ValidationOutcome::Ok, true));
+
+    // A refused update is recorded on the Mesh it left unchanged, with the backend's words.
+    *ca.fail_with.lock().expect("lock") =
+        Some("Vault at http://x has no role \"r\" in mount \"pki\"".into());
+    m.apply(mesh_with_builtin("m", false), ApplyOptions::default())
+        .await
+        .expect_err("refused");
+    let v = validation_record(&m, "m").await.expect("record");
+    let b = v.backend("ca-1").expect("ca-1");
+    assert_eq!((b.outcome, b.stored), (ValidationOutcome::Failed, false));
+    assert_eq!(b.errors[0].field, "mtls.backends[0].conf");
+    assert!(b.errors[0].reason.contains("has no role"));
+    let (_, version) = m
+        .get(&ResourceKey::mesh("m"))
+        .await
+        .expect("get")
+        .expect("mesh");
+    assert_eq!(version, 1, "the Mesh itself is unchanged");
+
+    m.apply(mesh_with_builtin("m", true), ApplyOptions::default())
+        .await
+        .expect("skipValidation");
+    let b = validation_record(&m, "m").await.expect("record");
+    assert_eq!(
+        b.backend("ca-1").map(|b| b.outcome),
+        Some(ValidationOutcome::Skipped)
+    );
+
+    // The record goes with its Mesh.
+    m.delete(
+        &ResourceKey::mesh("m"),
+        DeleteOptions {
+            force: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("delete");
+    assert_eq!(validation_record(&m, "m").await, None);
+}

@@ -1,80 +1,67 @@
-//! `Dataplane` (a proxy and its inbound services), `DataplaneInsight` (its certificate status) and
-//! `DataplaneCertificate` (the zone's record of what it issued).
+//! `Dataplane`: Kuma 2.14's universal Dataplane (a sidecar, a gateway, an outbound-only or
+//! transparent-proxy-only proxy), and the identity its certificates carry.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde::Serialize;
 
+pub use super::dataplane_insight::{
+    DataplaneCertificateSpec, DataplaneInsightSpec, DiscoverySubscription, MtlsInsight,
+};
+pub use super::dataplane_net::*;
+use super::{dataplane_rules, mesh_metrics::MetricsBackend};
 use crate::{
     decode::{Decoder, Obj},
     validation::FieldPath,
 };
 
-/// The tag every inbound must carry.
+/// The tag naming a dataplane's service.
 pub const SERVICE_TAG: &str = "kuma.io/service";
-/// The tag the zone stamps on every inbound of its dataplanes.
+/// The tag the zone stamps on every inbound (and gateway) of its dataplanes.
 pub const ZONE_TAG: &str = "kuma.io/zone";
-
-/// Networking fields of Kuma's Dataplane that Meshplane keeps verbatim without interpreting.
-const OPAQUE_NETWORKING_FIELDS: [&str; 5] = [
-    "outbound",
-    "transparentProxying",
-    "admin",
-    "gateway",
-    "advertisedAddress",
-];
-const OPAQUE_INBOUND_FIELDS: [&str; 4] = ["health", "serviceProbe", "state", "name"];
+/// The tag naming an inbound's protocol.
+pub const PROTOCOL_TAG: &str = "kuma.io/protocol";
+/// The label Kuma takes a dataplane's identity from when it has no `kuma.io/service` tag.
+pub const WORKLOAD_LABEL: &str = "kuma.io/workload";
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DataplaneSpec {
     pub networking: Networking,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsBackend>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probes: Option<Probes>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Networking {
-    pub address: String,
-    pub inbound: Vec<Inbound>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Inbound {
-    pub port: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub service_port: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub service_address: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub address: Option<String>,
-    pub tags: BTreeMap<String, String>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
-
-/// Every tag name with every value it takes across the inbounds, sorted.
+/// Every tag name with every value it takes, sorted.
 pub type TagSet = BTreeMap<String, BTreeSet<String>>;
 
 impl DataplaneSpec {
+    /// Kuma's `TagSet`: the tags of every inbound and of the gateway.
     pub fn tag_set(&self) -> TagSet {
         let mut out: TagSet = BTreeMap::new();
-        for inbound in &self.networking.inbound {
-            for (k, v) in &inbound.tags {
+        for tags in self.tag_maps() {
+            for (k, v) in tags {
                 out.entry(k.clone()).or_default().insert(v.clone());
             }
         }
         out
     }
 
-    /// The values of `kuma.io/service` in inbound order, without repeats.
+    fn tag_maps(&self) -> impl Iterator<Item = &Tags> {
+        let n = &self.networking;
+        n.inbound
+            .iter()
+            .flatten()
+            .filter_map(|i| i.tags.as_ref())
+            .chain(n.gateway.as_ref().and_then(|g| g.tags.as_ref()))
+    }
+
+    /// The values of `kuma.io/service` in inbound order (the gateway's last), without repeats.
     pub fn services(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        for inbound in &self.networking.inbound {
-            if let Some(s) = inbound.tags.get(SERVICE_TAG)
+        for tags in self.tag_maps() {
+            if let Some(s) = tags.get(SERVICE_TAG)
                 && !out.contains(s)
             {
                 out.push(s.clone());
@@ -83,184 +70,98 @@ impl DataplaneSpec {
         out
     }
 
+    /// Whether this is a gateway (delegated or builtin) rather than a sidecar.
+    pub fn is_gateway(&self) -> bool {
+        self.networking.gateway.is_some()
+    }
+
+    /// Stamps the zone's name on every inbound and on the gateway, as Kuma's dataplane manager
+    /// does. Tag maps left empty (Kuma's newer setup without inbound tags) stay empty: a lone
+    /// `kuma.io/zone` would make them tags without a service, which Kuma's rules refuse.
+    pub fn stamp_zone(&mut self, zone: &str) {
+        let n = &mut self.networking;
+        let maps = n
+            .inbound
+            .iter_mut()
+            .flatten()
+            .filter_map(|i| i.tags.as_mut())
+            .chain(n.gateway.as_mut().and_then(|g| g.tags.as_mut()));
+        for tags in maps.filter(|t| !t.is_empty()) {
+            tags.insert(ZONE_TAG.into(), zone.to_string());
+        }
+    }
+
     pub(crate) fn decode(d: &mut Decoder, o: &mut Obj<'_>) -> Option<Self> {
-        let networking = o.req_with(d, "networking", Networking::decode);
+        let Some((v, p)) = o.field("networking") else {
+            // Kuma says only this of a Dataplane without networking.
+            d.violation(&FieldPath::root().field("networking"), "must be defined");
+            o.ignore("probes");
+            o.ignore("metrics");
+            return None;
+        };
+        let networking = Networking::decode(d, v, &p);
+        let probes = o.field("probes").map(|(v, p)| Probes::decode(d, v, &p));
+        let metrics = dataplane_rules::check(
+            d,
+            dataplane_rules::Parts {
+                networking: networking.as_ref(),
+                probes: probes.as_ref().map(Option::as_ref),
+                metrics: o.field("metrics"),
+            },
+        );
         Some(Self {
             networking: networking?,
+            metrics: metrics.ok()?,
+            probes: match probes {
+                Some(p) => Some(p?),
+                None => None,
+            },
         })
     }
 }
 
-impl Networking {
-    fn decode(d: &mut Decoder, v: &Value, path: &FieldPath) -> Option<Self> {
-        let mut o = d.object(v, path)?;
-        let address = o.req_string(d, "address");
-        let inbound = o.req_with(d, "inbound", |d, v, p| {
-            let items = d.array(v, p)?;
-            if items.is_empty() {
-                d.violation(p, "has to contain at least one inbound interface");
-            }
-            let mut out = Vec::new();
-            let mut ok = true;
-            for (i, item) in items.iter().enumerate() {
-                match Inbound::decode(d, item, &p.index(i)) {
-                    Some(x) => out.push(x),
-                    None => ok = false,
-                }
-            }
-            ok.then_some(out)
-        });
-        let extra = o.take_rest(&OPAQUE_NETWORKING_FIELDS);
-        o.finish(d);
-        Some(Self {
-            address: address?,
-            inbound: inbound?,
-            extra,
-        })
+/// What a dataplane's certificates say it is: Kuma's `identityTags`, derived once from its
+/// resource. A dataplane without any `kuma.io/service` tag (outbound-only, transparent-proxy-only,
+/// inbounds without tags) takes its service from the `kuma.io/workload` label, or has none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataplaneIdentity {
+    tags: Result<TagSet, String>,
+    services: Vec<String>,
+}
+
+impl DataplaneIdentity {
+    pub fn of(name: &str, spec: &DataplaneSpec, labels: &BTreeMap<String, String>) -> Self {
+        let services = spec.services();
+        if !services.is_empty() {
+            return Self {
+                tags: Ok(spec.tag_set()),
+                services,
+            };
+        }
+        match labels.get(WORKLOAD_LABEL).filter(|w| !w.is_empty()) {
+            Some(w) => Self {
+                tags: Ok(BTreeMap::from([(
+                    SERVICE_TAG.to_string(),
+                    BTreeSet::from([w.clone()]),
+                )])),
+                services: vec![w.clone()],
+            },
+            None => Self {
+                tags: Err(format!(
+                    "dataplane {name:?} has no {SERVICE_TAG} tag and no {WORKLOAD_LABEL} label, cannot derive mTLS identity"
+                )),
+                services: Vec::new(),
+            },
+        }
     }
-}
 
-fn valid_tag_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'/'))
-}
-
-fn valid_tag_value(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'))
-}
-
-impl Inbound {
-    fn decode(d: &mut Decoder, v: &Value, path: &FieldPath) -> Option<Self> {
-        let mut o = d.object(v, path)?;
-        let port = o.req_with(d, "port", |d, v, p| {
-            let n = d.u32(v, p)?;
-            if !(1..=65535).contains(&n) {
-                d.violation(p, "port must be in the range [1, 65535]");
-                return None;
-            }
-            Some(n)
-        });
-        let service_port = o.opt_u32(d, "servicePort");
-        let service_address = o.opt_string(d, "serviceAddress");
-        let address = o.opt_string(d, "address");
-        let tags = o.req_with(d, "tags", |d, v, p| {
-            let tags = d.string_map(v, p)?;
-            let mut ok = true;
-            for (k, val) in &tags {
-                if !valid_tag_name(k) {
-                    ok = false;
-                    d.violation(&p.key(k), "tag name must consist of alphanumeric characters, dots, dashes, colons, slashes and underscores");
-                } else if val.is_empty() {
-                    ok = false;
-                    d.violation(&p.key(k), "tag value cannot be empty");
-                } else if !valid_tag_value(val) {
-                    ok = false;
-                    d.violation(&p.key(k), "tag value must consist of alphanumeric characters, dots, dashes, colons and underscores");
-                }
-            }
-            if !tags.contains_key(SERVICE_TAG) {
-                ok = false;
-                d.violation(&p.key(SERVICE_TAG), "tag has to exist");
-            }
-            ok.then_some(tags)
-        });
-        let extra = o.take_rest(&OPAQUE_INBOUND_FIELDS);
-        o.finish(d);
-        Some(Self {
-            port: port?,
-            service_port,
-            service_address,
-            address,
-            tags: tags?,
-            extra,
-        })
+    /// The tags its mesh certificate carries, or why it has no identity.
+    pub fn tags(&self) -> Result<&TagSet, &str> {
+        self.tags.as_ref().map_err(String::as_str)
     }
-}
 
-/// What a zone reports about one dataplane: its connections and its certificate.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DataplaneInsightSpec {
-    #[serde(default)]
-    pub subscriptions: Vec<DiscoverySubscription>,
-    #[serde(rename = "mTLS", default, skip_serializing_if = "Option::is_none")]
-    pub mtls: Option<MtlsInsight>,
-}
-
-impl DataplaneInsightSpec {
-    pub fn is_online(&self) -> bool {
-        self.subscriptions
-            .last()
-            .is_some_and(|s| s.disconnect_time.is_none())
-    }
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DiscoverySubscription {
-    pub id: String,
-    pub control_plane_instance_id: String,
-    pub connect_time: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disconnect_time: Option<DateTime<Utc>>,
-}
-
-/// Kuma's `DataplaneInsight.mTLS`, plus the last issuance error.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct MtlsInsight {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub certificate_expiration_time: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_certificate_regeneration: Option<DateTime<Utc>>,
-    #[serde(default)]
-    pub certificate_regenerations: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issued_backend: Option<String>,
-    #[serde(default)]
-    pub supported_backends: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error_time: Option<DateTime<Utc>>,
-}
-
-/// The zone's record of the certificate it issued to one dataplane. The key is encrypted at rest.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DataplaneCertificateSpec {
-    /// The dataplane it belongs to.
-    #[serde(default)]
-    pub dataplane: String,
-    /// `None` for the mesh certificate, the service for an X.509-SVID.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub svid_service: Option<String>,
-    /// The backend that issued it.
-    pub backend: String,
-    /// A digest of what the certificate was issued for (identity, backend conf); a change means re-issue.
-    pub fingerprint: String,
-    pub cert_pem: String,
-    pub key_pem: String,
-    #[serde(default)]
-    pub chain_pem: Vec<String>,
-    pub not_before: DateTime<Utc>,
-    pub not_after: DateTime<Utc>,
-    /// When it was issued (the start of the renewal clock).
-    pub issued_at: DateTime<Utc>,
-    #[serde(default)]
-    pub regenerations: u64,
-}
-
-impl std::fmt::Debug for DataplaneCertificateSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DataplaneCertificateSpec")
-            .field("backend", &self.backend)
-            .field("fingerprint", &self.fingerprint)
-            .field("not_before", &self.not_before)
-            .field("not_after", &self.not_after)
-            .field("key_pem", &"<redacted>")
-            .finish()
+    /// Its services, in the order the Dataplane names them.
+    pub fn services(&self) -> &[String] {
+        &self.services
     }
 }

@@ -22,13 +22,16 @@ pub enum DataSource {
 
 const SOURCES: [&str; 4] = ["secret", "file", "inline", "inlineString"];
 
+/// Kuma's reason when no source is set; it leaves out `inlineString`, which it accepts.
+const CHOOSE: &str = "data source has to be chosen. Available sources: secret, file, inline";
+
 impl DataSource {
     pub fn decode(d: &mut Decoder, v: &Value, path: &FieldPath) -> Option<Self> {
         let mut o = d.object(v, path)?;
         let set: Vec<&str> = SOURCES.iter().copied().filter(|k| o.contains(k)).collect();
         let out = match set.as_slice() {
             [] => {
-                d.violation(path, "data source has to be chosen. Available sources: secret, file, inline, inlineString");
+                d.violation_detailed(path, CHOOSE, "inlineString (text) is accepted too");
                 None
             }
             [one] => {
@@ -139,7 +142,7 @@ mod tests {
     fn refusals_name_the_field() {
         assert_eq!(
             decode(json!({})),
-            Err(vec![("conf.cert".into(), "data source has to be chosen. Available sources: secret, file, inline, inlineString".into())])
+            Err(vec![("conf.cert".into(), CHOOSE.into())])
         );
         assert_eq!(
             decode(json!({"secret": ""})),

@@ -15,6 +15,9 @@ pub enum ResourceKind {
     /// A dataplane's issued certificate and (encrypted) key, kept by the zone so that a restart
     /// re-issues nothing still valid. Never served by the API and never synced.
     DataplaneCertificate,
+    /// How each CA backend of a Mesh fared at its last validation, kept by the control plane that
+    /// validates Meshes for its console. Never served by the API and never synced.
+    MeshValidation,
 }
 
 /// Which control plane authors a kind, and so which way it flows over the sync protocol.
@@ -29,7 +32,7 @@ pub enum Origin {
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 8] = [
+    pub const ALL: [ResourceKind; 9] = [
         Self::Mesh,
         Self::Secret,
         Self::GlobalSecret,
@@ -38,6 +41,7 @@ impl ResourceKind {
         Self::Dataplane,
         Self::DataplaneInsight,
         Self::DataplaneCertificate,
+        Self::MeshValidation,
     ];
 
     /// The `type` field of the universal format.
@@ -51,6 +55,7 @@ impl ResourceKind {
             Self::Dataplane => "Dataplane",
             Self::DataplaneInsight => "DataplaneInsight",
             Self::DataplaneCertificate => "DataplaneCertificate",
+            Self::MeshValidation => "MeshValidation",
         }
     }
 
@@ -77,6 +82,7 @@ impl ResourceKind {
             Self::Dataplane => "dataplanes",
             Self::DataplaneInsight => "dataplane-insights",
             Self::DataplaneCertificate => "dataplane-certificates",
+            Self::MeshValidation => "mesh-validations",
         }
     }
 
@@ -100,7 +106,9 @@ impl ResourceKind {
         match self {
             Self::Mesh | Self::Secret | Self::GlobalSecret => Origin::Global,
             Self::Dataplane | Self::DataplaneInsight => Origin::Zone,
-            Self::Zone | Self::ZoneInsight | Self::DataplaneCertificate => Origin::Local,
+            Self::Zone | Self::ZoneInsight | Self::DataplaneCertificate | Self::MeshValidation => {
+                Origin::Local
+            }
         }
     }
 }

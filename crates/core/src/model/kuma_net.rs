@@ -1,6 +1,42 @@
-//! The address and URL grammars Kuma's Mesh validator accepts, as Go's `net.SplitHostPort` and
-//! `url.ParseRequestURI` define them: a `tcp` logging address and a `zipkin` URL are accepted by
-//! Meshplane exactly when Kuma accepts them, however odd (`kibana:abc` is a valid tcp address).
+//! The address and URL grammars Kuma's validators accept, as Go's `net.SplitHostPort`,
+//! `url.ParseRequestURI` and `net.ParseIP` and govalidator's `IsDNSName` define them: a `tcp`
+//! logging address, a `zipkin` URL, a probe path or a Dataplane's address is accepted by Meshplane
+//! exactly when Kuma accepts it, however odd (`kibana:abc` is a valid tcp address).
+
+use std::net::IpAddr;
+
+/// Go's `net.ParseIP`: dotted IPv4 without leading zeros, or IPv6 (IPv4-mapped included), no zone.
+pub fn parse_ip(s: &str) -> Option<IpAddr> {
+    s.parse().ok()
+}
+
+/// Go's `net.IP.Equal`: an IPv4 address equals its IPv4-mapped IPv6 form.
+pub fn same_ip(a: IpAddr, b: IpAddr) -> bool {
+    a.to_canonical() == b.to_canonical()
+}
+
+/// govalidator's `IsDNSName`, which Kuma applies to a Dataplane's address: labels of letters,
+/// digits, `_` and `-` (not first), at most 63 each, an optional trailing `.` or `_`, at most 255
+/// characters besides the dots, and not an IP address.
+pub fn is_dns_name(s: &str) -> bool {
+    if s.is_empty() || s.bytes().filter(|b| *b != b'.').count() > 255 || parse_ip(s).is_some() {
+        return false;
+    }
+    let body = s
+        .strip_suffix('.')
+        .or_else(|| s.strip_suffix('_'))
+        .unwrap_or(s);
+    let label_ok = |l: &str| {
+        let b = l.as_bytes();
+        !b.is_empty()
+            && b.len() <= 63
+            && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
+    };
+    // The regex's optional trailing `_` may also be the last character of the last label.
+    body.split('.').all(label_ok) || (s != body && s.split('.').all(label_ok))
+}
 
 /// `host` and `port` of `HOST:PORT` as Go's `net.SplitHostPort` splits them; `None` when it refuses.
 pub fn split_host_port(s: &str) -> Option<(&str, &str)> {
@@ -166,6 +202,71 @@ mod tests {
         for bad in [":5000", "kibana:", "wrong-format:234:234", "kibana"] {
             assert!(!is_host_port(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn ips_as_go_parses_them() {
+        for ok in [
+            "192.168.0.1",
+            "0.0.0.0",
+            "::",
+            "::1",
+            "0:0:0:0:0:FFFF:C0A8:0001",
+            "::ffff:1.2.3.4",
+            "fe80::1",
+        ] {
+            assert!(parse_ip(ok).is_some(), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "192.168.0.01",
+            "192.168.0",
+            "1.2.3.256",
+            "fe80::1%eth0",
+            "[::1]",
+            " 1.2.3.4",
+            "example.com",
+            "invalid-address",
+        ] {
+            assert!(parse_ip(bad).is_none(), "{bad:?}");
+        }
+        let v4 = parse_ip("127.0.0.1").expect("v4");
+        let mapped = parse_ip("::ffff:127.0.0.1").expect("mapped");
+        assert!(same_ip(v4, mapped));
+        assert!(!same_ip(v4, parse_ip("::1").expect("v6")));
+    }
+
+    #[test]
+    fn dns_names_as_govalidator_judges_them() {
+        for ok in [
+            "example.com",
+            "example.com.",
+            "a",
+            "a_b",
+            "_a",
+            "a-",
+            "web_",
+            "1.2.3.400",
+            "x-1.svc.cluster.local",
+        ] {
+            assert!(is_dns_name(ok), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "..>_<..",
+            "not-valid!",
+            "-a",
+            "a..b",
+            ".a",
+            "a b",
+            "192.168.0.1",
+            "::1",
+            "é.com",
+        ] {
+            assert!(!is_dns_name(bad), "{bad:?}");
+        }
+        assert!(!is_dns_name(&"a".repeat(64)));
+        assert!(is_dns_name(&format!("{}.{}", "a".repeat(63), "b")));
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub use super::mesh_telemetry::{
 };
 use crate::{
     decode::{Decoder, Obj},
-    duration::{KumaDuration, Timeout},
+    duration::{KumaDuration, Timeout, TimeoutError},
     model::names,
     validation::FieldPath,
 };
@@ -370,7 +370,10 @@ pub(super) fn decode_kuma_duration(
         }
         Ok(k) => Some(k),
         Err(e) => {
-            d.violation(p, e.to_string());
+            match e.detail() {
+                Some(detail) => d.violation_detailed(p, e.to_string(), detail),
+                None => d.violation(p, e.to_string()),
+            }
             None
         }
     }
@@ -380,8 +383,12 @@ fn decode_timeout(d: &mut Decoder, v: &Value, p: &FieldPath) -> Option<Timeout> 
     let s = d.string(v, p)?;
     match Timeout::parse(&s) {
         Ok(t) => Some(t),
-        Err(_) => {
-            d.violation(p, "has to be a valid duration such as 10s or 0.5s");
+        Err(e @ TimeoutError::Format(_)) => {
+            d.violation_detailed(p, e.to_string(), crate::duration::GO_GRAMMAR);
+            None
+        }
+        Err(e) => {
+            d.violation(p, e.to_string());
             None
         }
     }

@@ -119,7 +119,7 @@ impl Metrics {
 }
 
 impl MetricsBackend {
-    fn decode(d: &mut Decoder, v: &Value, path: &FieldPath) -> Option<Self> {
+    pub(super) fn decode(d: &mut Decoder, v: &Value, path: &FieldPath) -> Option<Self> {
         let mut o = d.object(v, path)?;
         let name = o.opt_string(d, "name");
         let backend_type = decode_type(d, &mut o, &[("prometheus", MetricsType::Prometheus)]);

@@ -5,47 +5,23 @@
 
 use serde_json::Value;
 
-use super::{Resource, Spec, tests::violations};
-use crate::format;
+use super::{
+    Resource,
+    tests::{assert_refused, assert_round_trips, yaml_doc},
+};
 
 /// `type: Mesh` and `name: m` followed by `body`, whose common indentation is removed.
 fn mesh(body: &str) -> Value {
-    let lines: Vec<&str> = body.lines().filter(|l| !l.trim().is_empty()).collect();
-    let indent = lines
-        .iter()
-        .map(|l| l.len() - l.trim_start().len())
-        .min()
-        .unwrap_or(0);
-    let mut text = String::from("type: Mesh\nname: m\n");
-    for l in lines {
-        text.push_str(&l[indent..]);
-        text.push('\n');
-    }
-    format::parse_yaml(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"))
+    yaml_doc("type: Mesh\nname: m\n", body)
 }
 
 pub(super) fn refused(body: &str, expected: &[(&str, &str)]) {
-    let doc = mesh(body);
-    let got = violations(doc);
-    let want: Vec<(String, String)> = expected
-        .iter()
-        .map(|(f, r)| (f.to_string(), r.to_string()))
-        .collect();
-    assert_eq!(got, want, "for:\n{body}");
+    assert_refused(mesh(body), body, expected);
 }
 
-/// Accepted, and read back (universal form, YAML, and the store's spec form) as applied.
+/// Accepted, and read back as applied.
 fn accepted(body: &str) {
-    let doc = mesh(body);
-    let r = Resource::from_universal(&doc).unwrap_or_else(|e| panic!("{e}\nfor:\n{body}"));
-    assert_eq!(r.to_universal(), doc, "round trip of:\n{body}");
-    let yaml = format::to_yaml(&r.to_universal());
-    let again = Resource::from_universal(&format::parse_yaml(&yaml).expect("yaml")).expect("valid");
-    assert_eq!(again, r, "{yaml}");
-    assert_eq!(
-        Spec::from_json(r.kind(), &r.spec.to_json()).expect("spec"),
-        r.spec
-    );
+    assert_round_trips(mesh(body), body);
 }
 
 // Kuma's "should pass validation" table, and the shapes around its rules.
@@ -399,6 +375,14 @@ fn constraints_rules() {
     }
     let want: Vec<(&str, &str)> = want.iter().map(|(f, r)| (f.as_str(), *r)).collect();
     refused(bad_tags, &want);
+    // A null value is an empty one to Kuma's decoder.
+    refused(
+        "constraints: {dataplaneProxy: {requirements: [{tags: {kuma.io/zone: null}}]}}",
+        &[(
+            "constraints.dataplaneProxy.requirements[0].tags[\"kuma.io/zone\"]",
+            "tag value must be non-empty",
+        )],
+    );
 }
 
 #[test]

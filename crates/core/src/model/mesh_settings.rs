@@ -125,7 +125,7 @@ impl TagRule {
         let mut o = d.object(v, path)?;
         let tags_path = path.field("tags");
         let tags = match o.field("tags") {
-            Some((v, p)) => d.string_map(v, &p),
+            Some((v, p)) => d.tag_map(v, &p),
             None => Some(BTreeMap::new()),
         };
         if let Some(tags) = &tags {

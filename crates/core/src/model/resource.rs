@@ -11,6 +11,7 @@ use crate::{
         dataplane::{DataplaneCertificateSpec, DataplaneInsightSpec, DataplaneSpec},
         kind::{ResourceKey, ResourceKind},
         mesh::{BackendType, MeshSpec},
+        mesh_validation::MeshValidationSpec,
         names,
         secret::SecretSpec,
         zone::{ZoneInsightSpec, ZoneSpec},
@@ -45,6 +46,7 @@ pub enum Spec {
     Dataplane(DataplaneSpec),
     DataplaneInsight(DataplaneInsightSpec),
     DataplaneCertificate(DataplaneCertificateSpec),
+    MeshValidation(MeshValidationSpec),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -64,6 +66,7 @@ impl Spec {
             Self::Dataplane(_) => ResourceKind::Dataplane,
             Self::DataplaneInsight(_) => ResourceKind::DataplaneInsight,
             Self::DataplaneCertificate(_) => ResourceKind::DataplaneCertificate,
+            Self::MeshValidation(_) => ResourceKind::MeshValidation,
         }
     }
 
@@ -77,6 +80,7 @@ impl Spec {
             Self::Dataplane(s) => serde_json::to_value(s),
             Self::DataplaneInsight(s) => serde_json::to_value(s),
             Self::DataplaneCertificate(s) => serde_json::to_value(s),
+            Self::MeshValidation(s) => serde_json::to_value(s),
         };
         // Every spec type is a plain struct of strings, numbers, lists and maps; serializing cannot fail.
         v.unwrap_or_else(|_| Value::Object(Map::new()))
@@ -123,6 +127,7 @@ fn decode_spec(d: &mut Decoder, o: &mut Obj<'_>, kind: ResourceKind) -> Option<S
             ],
         )
         .map(Spec::DataplaneCertificate),
+        ResourceKind::MeshValidation => serde_fields(d, o, &["backends"]).map(Spec::MeshValidation),
     }
 }
 
@@ -190,9 +195,9 @@ impl Resource {
         let mesh = if kind.is_mesh_scoped() {
             let m = o.req_string(&mut d, "mesh");
             if let Some(m) = &m
-                && !names::is_valid_name(m)
+                && let Some(reason) = names::mesh_ref_violation(m)
             {
-                d.violation(&FieldPath::root().field("mesh"), names::NAME_RULE);
+                d.violation(&FieldPath::root().field("mesh"), reason);
             }
             m
         } else {

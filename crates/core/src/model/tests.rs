@@ -9,6 +9,45 @@ fn examples_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/examples")
 }
 
+/// `head` followed by `body`, whose common indentation is removed, parsed as YAML (for table tests).
+pub(super) fn yaml_doc(head: &str, body: &str) -> Value {
+    let lines: Vec<&str> = body.lines().filter(|l| !l.trim().is_empty()).collect();
+    let indent = lines
+        .iter()
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    let mut text = head.to_string();
+    for l in lines {
+        text.push_str(&l[indent..]);
+        text.push('\n');
+    }
+    format::parse_yaml(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"))
+}
+
+/// `doc` (written as `body`) is refused with exactly `expected` (field, reason), in order.
+pub(super) fn assert_refused(doc: Value, body: &str, expected: &[(&str, &str)]) {
+    let want: Vec<(String, String)> = expected
+        .iter()
+        .map(|(f, r)| (f.to_string(), r.to_string()))
+        .collect();
+    assert_eq!(violations(doc), want, "for:\n{body}");
+}
+
+/// `doc` (written as `body`) is accepted, and reads back (universal form, YAML, and the store's
+/// spec form) as applied.
+pub(super) fn assert_round_trips(doc: Value, body: &str) {
+    let r = Resource::from_universal(&doc).unwrap_or_else(|e| panic!("{e}\nfor:\n{body}"));
+    assert_eq!(r.to_universal(), doc, "round trip of:\n{body}");
+    let yaml = format::to_yaml(&r.to_universal());
+    let again = Resource::from_universal(&format::parse_yaml(&yaml).expect("yaml")).expect("valid");
+    assert_eq!(again, r, "{yaml}");
+    assert_eq!(
+        Spec::from_json(r.kind(), &r.spec.to_json()).expect("spec"),
+        r.spec
+    );
+}
+
 pub(super) fn violations(v: Value) -> Vec<(String, String)> {
     match Resource::from_universal(&v) {
         Ok(r) => panic!("expected violations, got {r:?}"),
@@ -129,7 +168,7 @@ fn all_violations_reported_at_once_with_kuma_paths() {
         ),
         (
             "mtls.backends[3].conf.cert",
-            "data source has to be chosen. Available sources: secret, file, inline, inlineString",
+            "data source has to be chosen. Available sources: secret, file, inline",
         ),
         ("mtls.backends[3].conf.key", "has to be defined"),
         ("bogus", "unknown field"),

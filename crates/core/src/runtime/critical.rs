@@ -83,7 +83,10 @@ pub fn run_main<E: Display>(
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::duration::KumaDuration::parse(s)
         .map(|d| d.as_duration())
-        .map_err(|e| e.to_string())
+        .map_err(|e| match e.detail() {
+            Some(detail) => format!("{e}: {detail}"),
+            None => e.to_string(),
+        })
 }
 
 /// Serializes a duration flag back in Kuma's grammar, for the configuration logged at start.

@@ -9,6 +9,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use super::server_cert::{self, BadServerCert, CertUse};
 use crate::{
     model::{Meta, Resource, ResourceKey, ResourceKind, SecretData, SecretSpec, Spec},
     store::{ResourceStore, ResourceStoreExt, StoreError, WriteOp},
@@ -25,9 +26,8 @@ pub struct CaSpec {
     pub common_name: &'static str,
     pub file_name: &'static str,
     pub server_cn: &'static str,
-    /// The flags that name an operator's certificate, for error messages.
-    pub cert_flag: &'static str,
-    pub key_flag: &'static str,
+    /// The operator's certificate instead: its flags and what its start-up check says.
+    pub operator: CertUse,
 }
 
 /// Global's zone sync listener.
@@ -36,8 +36,17 @@ pub const KDS: CaSpec = CaSpec {
     common_name: "Meshplane KDS CA",
     file_name: "kds-ca.pem",
     server_cn: "meshplane-global",
-    cert_flag: "--kds-tls-cert-file",
-    key_flag: "--kds-tls-key-file",
+    operator: CertUse {
+        cert_flag: "--kds-tls-cert-file",
+        key_flag: "--kds-tls-key-file",
+        san_flag: Some("--kds-tls-san"),
+        clients: "zones",
+        clients_ca: "--kds-ca-file of every zone",
+        file_stem: "kds",
+        common_name: "meshplane-global",
+        without: "Or leave --kds-tls-cert-file out: global then generates a CA kept in its store \
+                  and writes it to <work-dir>/kds-ca.pem.",
+    },
 };
 
 /// A zone's dataplane server.
@@ -46,8 +55,17 @@ pub const DP_SERVER: CaSpec = CaSpec {
     common_name: "Meshplane dataplane server CA",
     file_name: "dp-server-ca.pem",
     server_cn: "meshplane-zone",
-    cert_flag: "--dp-server-tls-cert-file",
-    key_flag: "--dp-server-tls-key-file",
+    operator: CertUse {
+        cert_flag: "--dp-server-tls-cert-file",
+        key_flag: "--dp-server-tls-key-file",
+        san_flag: Some("--dp-server-tls-san"),
+        clients: "dataplane agents",
+        clients_ca: "--cp-ca-file of every agent",
+        file_stem: "dp-server",
+        common_name: "meshplane-zone",
+        without: "Or leave --dp-server-tls-cert-file out: the zone then generates a CA kept in its \
+                  store and writes it to <work-dir>/dp-server-ca.pem.",
+    },
 };
 
 #[derive(Clone)]
@@ -81,14 +99,23 @@ pub enum TlsError {
     Store(#[from] StoreError),
     #[error("writing {path}: {reason}")]
     Write { path: String, reason: String },
+    #[error(transparent)]
+    Refused(#[from] BadServerCert),
 }
 
 fn gen_err(e: impl std::fmt::Display) -> TlsError {
     TlsError::Generate(e.to_string())
 }
 
-/// The operator's certificate and key.
-pub fn from_files(spec: &CaSpec, cert: &Path, key: &Path) -> Result<ServerTls, TlsError> {
+/// The operator's certificate and key, refused at start when clients could not use them (a CA
+/// certificate, names in `names` it does not cover, expired or not yet valid, a key of another
+/// certificate).
+pub fn from_files(
+    spec: &'static CaSpec,
+    cert: &Path,
+    key: &Path,
+    names: &[String],
+) -> Result<ServerTls, TlsError> {
     let read = |flag: &'static str, p: &Path| {
         std::fs::read_to_string(p).map_err(|e| TlsError::File {
             flag,
@@ -96,9 +123,12 @@ pub fn from_files(spec: &CaSpec, cert: &Path, key: &Path) -> Result<ServerTls, T
             reason: e.to_string(),
         })
     };
+    let u = &spec.operator;
+    let (cert_pem, key_pem) = (read(u.cert_flag, cert)?, read(u.key_flag, key)?);
+    server_cert::check(u, (cert, &cert_pem), (key, &key_pem), names)?;
     Ok(ServerTls {
-        cert_pem: read(spec.cert_flag, cert)?,
-        key_pem: read(spec.key_flag, key)?,
+        cert_pem,
+        key_pem,
         ca_pem: None,
         ca_file: None,
     })

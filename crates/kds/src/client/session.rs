@@ -40,6 +40,24 @@ fn read_token(cfg: &ClientConfig) -> Result<String, ClientError> {
     Ok(t)
 }
 
+/// Why connecting failed: for a refused certificate, what is wrong with global's in words first,
+/// then the transport's own chain (which names rustls' code, such as `CaUsedAsEndEntity`).
+fn connect_reason(e: &tonic::transport::Error) -> String {
+    use meshplane_core::runtime::{telemetry::error_chain, tls_refusal};
+    let chain = error_chain(e);
+    let global = tls_refusal::Server {
+        name: "global",
+        cert_flag: "global's --kds-tls-cert-file",
+        san_flag: "global's --kds-tls-san",
+        ca_flag: "--kds-ca-file",
+        address_flag: "--global-address",
+    };
+    match tls_refusal::explain(e, &global) {
+        Some(words) => format!("{words} ({chain})"),
+        None => chain,
+    }
+}
+
 /// Connects and syncs until the stream ends. `Ok` means global closed it cleanly.
 pub(super) async fn connect_and_sync(
     cfg: &ClientConfig,
@@ -52,7 +70,7 @@ pub(super) async fn connect_and_sync(
         .await
         .map_err(|e| ClientError::Connect {
             address: cfg.global_address.clone(),
-            reason: meshplane_core::runtime::telemetry::error_chain(&e),
+            reason: connect_reason(&e),
         })?;
     let mut client = proto::kds_sync_client::KdsSyncClient::new(channel)
         .send_compressed(tonic::codec::CompressionEncoding::Gzip)
@@ -121,6 +139,9 @@ pub(super) async fn connect_and_sync(
         s.connected = true;
         s.connects += 1;
         s.last_error = None;
+        s.last_error_time = None;
+        s.connected_since = Some(chrono::Utc::now());
+        s.global_instance = Some(welcome.global_instance_id.clone());
     });
     tracing::info!(zone = %cfg.zone, global = %welcome.global_instance_id, "connected to global");
 
@@ -163,7 +184,9 @@ pub(super) async fn connect_and_sync(
             m = in_rx.recv() => match m {
                 Some(Ok(Some(GlobalMessage { msg: Some(global_message::Msg::Push(p)) }))) => {
                     let initial = p.initial;
-                    match link.handle_push(p).await.map_err(|e| ClientError::Stream(e.to_string()))? {
+                    let handled = link.handle_push(p).await.map_err(|e| ClientError::Stream(e.to_string()))?;
+                    status.send_modify(|s| s.last_sync = Some(chrono::Utc::now()));
+                    match handled {
                         Inbound::InitialDone => {
                             status.send_modify(|s| s.synced_once = true);
                             tracing::info!(zone = %cfg.zone, "in sync with global");

@@ -19,7 +19,7 @@ use super::{
     sides::{GlobalOutbound, GlobalPolicy, zone_known},
 };
 use crate::{
-    link::{Link, LinkConfig, LinkError},
+    link::{Inbound, Link, LinkConfig, LinkError},
     proto::{self, GlobalMessage, ZoneMessage, global_message, zone_message},
 };
 
@@ -55,6 +55,7 @@ impl From<LinkError> for Status {
 pub(super) async fn run(
     inner: Arc<Inner>,
     zone: String,
+    peer: String,
     token: String,
     inbound: Streaming<ZoneMessage>,
     tx: mpsc::Sender<Out>,
@@ -65,6 +66,14 @@ pub(super) async fn run(
         Ok(()) => tracing::info!(zone, duration = ?started.elapsed(), "zone stream closed"),
         Err(status) => {
             tracing::warn!(zone, code = ?status.code(), reason = status.message(), "zone stream ended");
+            // Refusals the zone's operator must act on: a token that stopped being valid, a Zone
+            // disabled or deleted at global, a Hello for another zone.
+            if matches!(
+                status.code(),
+                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+            ) {
+                inner.refused(&zone, &peer, status.message());
+            }
             let _ = tx.send(Err(status)).await;
         }
     }
@@ -128,6 +137,7 @@ async fn session(
         )));
     }
     ensure_zone(store.as_ref(), zone).await?;
+    inner.accepted(zone);
     let (stream_id, mut kill) = inner.register(zone);
     let _unregister = Unregister {
         inner,
@@ -175,6 +185,18 @@ async fn session(
     );
     let sent = link.initial_sync(&hello.known).await?;
     tracing::info!(zone, zone_instance = %hello.instance_id, held_by_zone = hello.known.len(), changes = sent, "zone connected; initial reconcile sent");
+    // The insight reports the first sync as it happens (sent now, acknowledged and received
+    // below), not at the first periodic flush: an operator watching a zone come up sees it at once.
+    let flush_now = |link: &Link<Out>| {
+        link.stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    };
+    if let Err(e) = insight.heartbeat(&flush_now(&link)).await {
+        tracing::warn!(zone, error = %e, "could not refresh the zone insight");
+    }
+    let mut initial_acked = false;
 
     // A separate reader keeps draining the zone's messages even while we wait to send, so neither
     // side can block the other.
@@ -229,9 +251,25 @@ async fn session(
             },
             m = in_rx.recv() => match m {
                 Some(Ok(Some(ZoneMessage { msg: Some(zone_message::Msg::Push(p)) }))) => {
-                    if let Err(e) = link.handle_push(p).await { break Err(e.into()); }
+                    match link.handle_push(p).await {
+                        Err(e) => break Err(e.into()),
+                        Ok(Inbound::InitialDone) => {
+                            if let Err(e) = insight.heartbeat(&flush_now(&link)).await {
+                                tracing::warn!(zone, error = %e, "could not refresh the zone insight");
+                            }
+                        }
+                        Ok(Inbound::Nothing) => {}
+                    }
                 }
-                Some(Ok(Some(ZoneMessage { msg: Some(zone_message::Msg::Ack(a)) }))) => link.handle_ack(a),
+                Some(Ok(Some(ZoneMessage { msg: Some(zone_message::Msg::Ack(a)) }))) => {
+                    link.handle_ack(a);
+                    if !initial_acked && link.unacknowledged() == 0 {
+                        initial_acked = true;
+                        if let Err(e) = insight.heartbeat(&flush_now(&link)).await {
+                            tracing::warn!(zone, error = %e, "could not refresh the zone insight");
+                        }
+                    }
+                }
                 Some(Ok(Some(_))) => break Err(Status::invalid_argument("unexpected message after Hello")),
                 // A clean end from the zone is a disconnect like any other.
                 Some(Ok(None)) | None => break Ok(()),

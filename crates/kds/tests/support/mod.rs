@@ -38,6 +38,15 @@ impl Global {
 
     /// Starts a sync server on `store`, on a given port (to restart on the same address) or a free one.
     pub async fn start_on(store: Arc<dyn ResourceStore>, port: Option<u16>) -> Self {
+        Self::start_flushing(store, port, Duration::from_millis(300)).await
+    }
+
+    /// Like `start_on`, with the zone insight refreshed every `flush`.
+    pub async fn start_flushing(
+        store: Arc<dyn ResourceStore>,
+        port: Option<u16>,
+        flush: Duration,
+    ) -> Self {
         install_crypto();
         meshplane_test_support::process::init_test_logging();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -50,7 +59,7 @@ impl Global {
         let addr = listener.local_addr().expect("addr");
         let (signal, watch) = drain::channel();
         let mut cfg = ServerConfig::new(format!("global-{}", addr.port()));
-        cfg.insight_flush = Duration::from_millis(300);
+        cfg.insight_flush = flush;
         cfg.nack_backoff = Duration::from_millis(500);
         let server = KdsServer::new(store.clone(), cfg, watch.clone());
         let task_tls = tls.clone();
