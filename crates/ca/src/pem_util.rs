@@ -166,6 +166,13 @@ pub fn pkcs8_rsa_to_pkcs1(pkcs8: &[u8]) -> Result<Vec<u8>, PemError> {
     Ok(key.data.to_vec())
 }
 
+/// Every certificate of a PEM bundle as its own PEM string.
+pub fn split(bundle: &str) -> Vec<String> {
+    parse_certificates(bundle.as_bytes())
+        .map(|ders| ders.iter().map(|d| encode(CERTIFICATE, d)).collect())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "a panic is how a test reports failure")]
 mod tests {

@@ -33,9 +33,10 @@ use meshplane_core::{
         dataplane::SERVICE_TAG,
         mesh::{VaultAuth, VaultFromCp},
     },
-    template::CnTemplate,
 };
 use sha2::{Digest, Sha256};
+
+use crate::csr::common_name;
 use tracing::instrument;
 
 use self::{
@@ -344,18 +345,6 @@ async fn load(ca: &MeshCa<'_>, conf: &VaultFromCp) -> Result<Loaded, Vec<(String
     } else {
         Err(problems)
     }
-}
-
-/// The rendered common name, when the conf has a template.
-fn common_name(t: Option<&CnTemplate>, tags: &TagSet) -> Result<Option<String>, String> {
-    let Some(t) = t else {
-        return Ok(None);
-    };
-    let values: BTreeMap<String, Vec<&str>> = tags
-        .iter()
-        .map(|(k, v)| (k.clone(), v.iter().map(String::as_str).collect()))
-        .collect();
-    t.render(&values).map(Some).map_err(|e| e.to_string())
 }
 
 async fn local_key(

@@ -1,5 +1,6 @@
 //! The resource model in Kuma 2.x's universal format.
 
+pub mod acmpca_conf;
 pub mod ca_conf;
 pub mod certificate;
 pub mod dataplane;

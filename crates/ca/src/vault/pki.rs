@@ -11,11 +11,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use meshplane_core::{
-    ca::IssuedCert,
-    model::mesh::{CsrConf, KeyType},
-};
-use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, RsaKeySize, SanType};
+use meshplane_core::{ca::IssuedCert, model::mesh::CsrConf};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -24,7 +20,8 @@ use super::{
     error::{Op, VaultError},
     token::Session,
 };
-use crate::{leaf, pem_util};
+pub(crate) use crate::csr::LocalKey;
+use crate::{csr, leaf, pem_util};
 
 /// What to ask Vault for.
 pub(crate) struct LeafSpec<'a> {
@@ -37,70 +34,15 @@ pub(crate) struct LeafSpec<'a> {
     pub pkcs8_key: bool,
 }
 
-/// A key pair made here and its CSR. `Debug` leaves the key out.
-pub(crate) struct LocalKey {
-    csr_pem: String,
-    key_pem: String,
-}
-
-impl std::fmt::Debug for LocalKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("LocalKey(<redacted>)")
-    }
-}
-
-/// Generates the key and a CSR for `spec`'s identity. RSA generation is CPU-heavy: call it off
-/// the runtime.
+/// Generates the key and a CSR for `spec`'s identity (see `crate::csr`). RSA generation is
+/// CPU-heavy: call it off the runtime.
 pub(crate) fn generate_key(
     conf: &CsrConf,
     uri_sans: &[String],
     common_name: Option<&str>,
     pkcs8: bool,
 ) -> Result<LocalKey, VaultError> {
-    let bits = conf.key_bits();
-    let bad = |what: String| VaultError::setup(Some("csr"), what);
-    let key = match conf.key_type() {
-        KeyType::Rsa => {
-            let size = match bits {
-                2048 => RsaKeySize::_2048,
-                3072 => RsaKeySize::_3072,
-                4096 => RsaKeySize::_4096,
-                other => return Err(bad(format!("RSA keys of {other} bits are not supported"))),
-            };
-            KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, size)
-        }
-        KeyType::Ec => match bits {
-            256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
-            384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
-            other => return Err(bad(format!("EC keys of {other} bits are not supported"))),
-        },
-    }
-    .map_err(|e| bad(format!("key generation failed: {e}")))?;
-    let mut params = CertificateParams::default();
-    params.distinguished_name = DistinguishedName::new();
-    if let Some(cn) = common_name {
-        params.distinguished_name.push(DnType::CommonName, cn);
-    }
-    for uri in uri_sans {
-        let ia5 = uri
-            .as_str()
-            .try_into()
-            .map_err(|e| bad(format!("URI SAN {uri:?} cannot go in a CSR: {e}")))?;
-        params.subject_alt_names.push(SanType::URI(ia5));
-    }
-    let csr_pem = params
-        .serialize_request(&key)
-        .and_then(|csr| csr.pem())
-        .map_err(|e| bad(format!("CSR creation failed: {e}")))?;
-    let key_pem = match conf.key_type() {
-        KeyType::Rsa | KeyType::Ec if pkcs8 => key.serialize_pem(),
-        // PKCS#1, as Kuma writes RSA keys.
-        KeyType::Rsa => pem_util::pkcs8_rsa_to_pkcs1(key.serialized_der())
-            .map(|der| pem_util::encode(pem_util::RSA_PRIVATE_KEY, &der))
-            .map_err(|e| bad(format!("key encoding failed: {e}")))?,
-        KeyType::Ec => key.serialize_pem(),
-    };
-    Ok(LocalKey { csr_pem, key_pem })
+    csr::generate(conf, uri_sans, common_name, pkcs8).map_err(|e| VaultError::setup(Some("csr"), e))
 }
 
 /// One issue (or sign, with `local`) call; the leaf and Vault's warnings.
@@ -184,14 +126,14 @@ fn parse_issued(
         .map(|a| {
             a.iter()
                 .filter_map(Value::as_str)
-                .flat_map(split_pem)
+                .flat_map(pem_util::split)
                 .collect()
         })
         .unwrap_or_default();
     if chain_pem.is_empty()
         && let Some(issuer) = data["issuing_ca"].as_str()
     {
-        chain_pem = split_pem(issuer);
+        chain_pem = pem_util::split(issuer);
     }
     let key_pem = match local {
         Some(k) => k.key_pem.clone(),
@@ -211,17 +153,6 @@ fn parse_issued(
     })
 }
 
-/// Every certificate of a PEM bundle as its own PEM string.
-fn split_pem(bundle: &str) -> Vec<String> {
-    pem_util::parse_certificates(bundle.as_bytes())
-        .map(|ders| {
-            ders.iter()
-                .map(|d| pem_util::encode(pem_util::CERTIFICATE, d))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The mount's CA chain: `<pki>/ca_chain`, else `<pki>/ca/pem`. Both are unauthenticated reads,
 /// so no token is sent (a dead token must not hide the trust bundle).
 pub(crate) async fn ca_chain(
@@ -233,12 +164,12 @@ pub(crate) async fn ca_chain(
     let chain = ep
         .get_text(&format!("{mount}/ca_chain"), None, op, timeout)
         .await?;
-    let mut certs = split_pem(&chain);
+    let mut certs = pem_util::split(&chain);
     if certs.is_empty() {
         let ca = ep
             .get_text(&format!("{mount}/ca/pem"), None, op, timeout)
             .await?;
-        certs = split_pem(&ca);
+        certs = pem_util::split(&ca);
     }
     if certs.is_empty() {
         return Err(VaultError::Malformed {

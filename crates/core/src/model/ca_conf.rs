@@ -1,11 +1,13 @@
 //! Each CA backend type's `conf`: `builtin`, `provided` and `vault` (Kong Mesh's `fromCp`, plus
-//! Meshplane's opt-in `csr`), with their decoders. A new backend type adds its conf here.
+//! Meshplane's opt-in `csr`), with their decoders; `acmpca`'s lives in `acmpca_conf`. A new backend
+//! type adds its conf to `BackendConf`.
 
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
 
+pub use super::acmpca_conf::{AcmPcaAuth, AcmPcaConf, AwsCredentials, PcaArn, parse_pca_arn};
 use super::mesh::decode_kuma_duration;
 use crate::{
     decode::Decoder, duration::KumaDuration, model::datasource::DataSource, template::CnTemplate,
@@ -19,6 +21,7 @@ pub enum BackendConf {
     Builtin(BuiltinConf),
     Provided(ProvidedConf),
     Vault(VaultConf),
+    AcmPca(AcmPcaConf),
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -197,7 +200,8 @@ impl VaultConf {
     }
 }
 
-fn decode_url(d: &mut Decoder, v: &Value, p: &FieldPath) -> Option<String> {
+/// An http(s) URL with a host (empty is passed through for the caller to judge).
+pub(super) fn decode_url(d: &mut Decoder, v: &Value, p: &FieldPath) -> Option<String> {
     let s = d.string(v, p)?;
     if s.is_empty() {
         return Some(s);
@@ -444,6 +448,7 @@ impl BackendConf {
                 }
                 out
             }
+            Self::AcmPca(a) => a.data_sources(),
         }
     }
 }

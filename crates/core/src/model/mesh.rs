@@ -67,16 +67,19 @@ pub enum BackendType {
     Builtin,
     Provided,
     Vault,
+    #[serde(rename = "acmpca")]
+    AcmPca,
 }
 
 impl BackendType {
-    pub const ALL: [BackendType; 3] = [Self::Builtin, Self::Provided, Self::Vault];
+    pub const ALL: [BackendType; 4] = [Self::Builtin, Self::Provided, Self::Vault, Self::AcmPca];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Builtin => "builtin",
             Self::Provided => "provided",
             Self::Vault => "vault",
+            Self::AcmPca => "acmpca",
         }
     }
 
@@ -348,6 +351,9 @@ pub(super) fn decode_conf(
             ProvidedConf::decode(d, v, &p).map(BackendConf::Provided)
         }
         (BackendType::Vault, Some((v, p))) => VaultConf::decode(d, v, &p).map(BackendConf::Vault),
+        (BackendType::AcmPca, Some((v, p))) => {
+            AcmPcaConf::decode(d, v, &p).map(BackendConf::AcmPca)
+        }
     }
 }
 

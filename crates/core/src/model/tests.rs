@@ -389,3 +389,97 @@ fn wrong_types_are_named() {
         vec![(String::new(), "must be an object, not a list".to_string())]
     );
 }
+
+#[test]
+fn acmpca_conf_round_trips_and_lists_its_secrets() {
+    let doc = json!({"type": "Mesh", "name": "m", "mtls": {"enabledBackend": "pca", "backends": [{"name": "pca", "type": "acmpca",
+        "dpCert": {"rotation": {"expiration": "1h"}},
+        "conf": {
+            "arn": "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/1f2e3d4c-aaaa-bbbb-cccc-1234567890ab",
+            "commonName": "{{ tag \"kuma.io/service\" }}.mesh",
+            "caCert": {"secret": "pca-root"},
+            "auth": {"awsCredentials": {"accessKey": {"secret": "ak"}, "accessKeySecret": {"secret": "sk"}}},
+            "endpoint": "http://127.0.0.1:5000"
+    }}]}});
+    let r = Resource::from_universal(&doc).expect("valid");
+    assert_eq!(r.to_universal(), doc);
+    let Spec::Mesh(m) = &r.spec else {
+        panic!("not a mesh")
+    };
+    let b = m.enabled_backend().expect("enabled");
+    assert_eq!(b.backend_type, mesh::BackendType::AcmPca);
+    let Some(BackendConf::AcmPca(c)) = &b.conf else {
+        panic!("not acmpca")
+    };
+    assert_eq!(c.region(), Some("us-east-1"));
+    let srcs: Vec<String> = b
+        .conf
+        .as_ref()
+        .expect("conf")
+        .data_sources()
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(
+        srcs,
+        vec![
+            "caCert",
+            "auth.awsCredentials.accessKey",
+            "auth.awsCredentials.accessKeySecret"
+        ]
+    );
+}
+
+#[test]
+fn acmpca_conf_paths() {
+    let vs = violations(
+        json!({"type": "Mesh", "name": "m", "mtls": {"backends": [{"name": "p", "type": "acmpca", "conf": {
+            "arn": "arn:aws:acm-pca:us-east-1:42:certificate-authority/x",
+            "commonName": "{{ foo }}",
+            "auth": {"awsCredentials": {"accessKey": {"secret": "ak"}, "region": "x"}},
+            "endpoint": "ftp://x",
+            "extra": 1
+        }}]}}),
+    );
+    let p = "mtls.backends[0].conf";
+    assert!(
+        has(&vs, &format!("{p}.arn"), "account \"42\" must be 12 digits"),
+        "{vs:?}"
+    );
+    assert!(
+        has(
+            &vs,
+            &format!("{p}.commonName"),
+            "function \"foo\" not defined"
+        ),
+        "{vs:?}"
+    );
+    assert!(
+        has(
+            &vs,
+            &format!("{p}.auth.awsCredentials.accessKeySecret"),
+            "has to be defined"
+        ),
+        "{vs:?}"
+    );
+    assert!(
+        has(
+            &vs,
+            &format!("{p}.auth.awsCredentials.region"),
+            "unknown field"
+        ),
+        "{vs:?}"
+    );
+    assert!(
+        has(&vs, &format!("{p}.endpoint"), "http:// or https://"),
+        "{vs:?}"
+    );
+    assert!(has(&vs, &format!("{p}.extra"), "unknown field"), "{vs:?}");
+    let missing = violations(
+        json!({"type": "Mesh", "name": "m", "mtls": {"backends": [{"name": "p", "type": "acmpca", "conf": {}}]}}),
+    );
+    assert!(
+        has(&missing, &format!("{p}.arn"), "has to be defined"),
+        "{missing:?}"
+    );
+}
