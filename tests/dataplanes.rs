@@ -2,14 +2,13 @@
 //! prove them in openssl mutual-TLS handshakes and through py-spiffe, and keep them fresh through
 //! rotation, Vault outages, zone restarts and a CA rotation.
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
 use meshplane_test_support::openbao::{OpenBao, SeedPki};
 use meshplane_tests::{Agent, Global, Store, Zone, eventually, migrated_db, run};
 
 mod identity_util;
 use identity_util::*;
-use serde_json::{Value, json};
 
 /// Rewrites the seed's role with key_usage names OpenBao understands (no 'KeyUsage' prefix), as
 /// global's validation warning advises, so leaves carry the KeyUsage extension SVIDs need.

@@ -238,6 +238,33 @@ pub fn settings(b: &Backend) -> Vec<(&'static str, String)> {
                 ));
             }
         }
+        Some(BackendConf::AcmPca(a)) => {
+            out.push(("Private CA", a.arn.clone()));
+            if let Some(e) = &a.endpoint {
+                out.push(("Endpoint", without_userinfo(e)));
+            }
+            out.push((
+                "Auth",
+                match &a.auth {
+                    Some(c) => format!(
+                        "access key from {}, secret from {}",
+                        source(&c.aws_credentials.access_key),
+                        source(&c.aws_credentials.access_key_secret)
+                    ),
+                    None => "the AWS SDK's default credential chain".into(),
+                },
+            ));
+            if let Some(cn) = &a.common_name {
+                out.push(("Common name template", cn.to_string()));
+            }
+            out.push((
+                "Trusted root",
+                match &a.ca_cert {
+                    Some(ds) => source(ds),
+                    None => "GetCertificateAuthorityCertificate".into(),
+                },
+            ));
+        }
         Some(BackendConf::Provided(p)) => {
             out.push(("CA certificate", source(&p.cert)));
             out.push(("CA key", source(&p.key)));
