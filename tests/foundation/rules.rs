@@ -14,7 +14,7 @@ async fn structural_validation_reports_every_violation_at_once_in_kumas_body() {
             &format!("/meshes/{long}"),
             &json!({"type": "Mesh", "name": long, "bogus": 1, "mtls": {"backends": [
                 {"name": "ca-1", "type": "builtin", "dpCert": {"rotation": {"expiration": "1h30m"}}},
-                {"name": "ca-2", "type": "acmpca"},
+                {"name": "ca-2", "type": "certmanager"},
                 {"name": "ca-3", "type": "provided"}]}}),
         )
         .await
