@@ -12,6 +12,7 @@ use meshplane_core::{
     },
     store::WriteOp,
 };
+use sha2::Digest;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::{
@@ -19,6 +20,16 @@ use crate::{
     persist::{InsightChange, Persister},
     state::{CertKey, Identity, Profile},
 };
+
+/// Digest of everything a certificate depends on: a change means it must be re-issued.
+pub(crate) fn fingerprint(
+    key: &CertKey,
+    backend: &meshplane_core::model::Backend,
+    tags: &meshplane_core::model::TagSet,
+) -> String {
+    let doc = serde_json::json!({ "profile": format!("{:?}", key.profile), "backend": backend, "tags": tags });
+    hex::encode(sha2::Sha256::digest(doc.to_string().as_bytes()))
+}
 
 /// What an entry wants issued.
 #[derive(Clone, Debug)]

@@ -9,7 +9,6 @@ use std::{
     time::Duration,
 };
 
-use chrono::{DateTime, TimeDelta, Utc};
 use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use meshplane_core::{
     model::{DataplaneIdentity, MeshSpec, ResourceKind, Spec, dataplane::DataplaneCertificateSpec},
@@ -17,7 +16,6 @@ use meshplane_core::{
     store::ListQuery,
 };
 use rand::Rng;
-use sha2::{Digest, Sha256};
 use tokio::{
     sync::{Semaphore, mpsc, watch},
     time::Instant,
@@ -30,7 +28,7 @@ use crate::{
     issue::{self, Done, Order},
     metrics::{BackendLabels, FailureLabels},
     persist::{PersistConfig, Persister},
-    schedule::{Priority, Schedule},
+    schedule::{self, Priority, Schedule},
     state::{CertKey, CertState, Identity, MeshTrust, Profile},
     trust,
 };
@@ -251,16 +249,6 @@ struct Worker {
     breakers: HashMap<(String, String), Breaker>,
     trust_tasks: HashMap<String, tokio::task::JoinHandle<()>>,
     persist: Persister,
-}
-
-/// Digest of everything a certificate depends on: a change means it must be re-issued.
-fn fingerprint(
-    key: &CertKey,
-    backend: &meshplane_core::model::Backend,
-    tags: &meshplane_core::model::TagSet,
-) -> String {
-    let doc = serde_json::json!({ "profile": format!("{:?}", key.profile), "backend": backend, "tags": tags });
-    hex::encode(Sha256::digest(doc.to_string().as_bytes()))
 }
 
 impl Worker {
@@ -555,7 +543,7 @@ impl Worker {
             ));
         }
         Want::Issue(Order {
-            fingerprint: fingerprint(key, backend, &tags),
+            fingerprint: issue::fingerprint(key, backend, &tags),
             backend: backend.clone(),
             validity: backend.dp_cert_expiration(),
             tags,
@@ -610,7 +598,7 @@ impl Worker {
             }
             Want::Issue(order) => match &valid {
                 Some(cur) if cur.fingerprint == order.fingerprint => {
-                    let at = renew_at(cur, self.cfg.renew_window);
+                    let at = schedule::renew_at(cur, self.cfg.renew_window);
                     (
                         CertState::Ready(cur.clone()),
                         Some((instant_at(self.deps.clock.as_ref(), at), Priority::Renewal)),
@@ -794,18 +782,6 @@ impl Worker {
             }
         }
     }
-}
-
-/// A random point in the renewal window of the certificate's lifetime.
-pub fn renew_at(id: &Identity, window: (f64, f64)) -> DateTime<Utc> {
-    let life = (id.not_after - id.not_before).num_milliseconds().max(0) as f64;
-    let (lo, hi) = (window.0.min(window.1), window.0.max(window.1));
-    let frac = if hi > lo {
-        rand::rng().random_range(lo..hi)
-    } else {
-        lo
-    };
-    id.not_before + TimeDelta::milliseconds((life * frac) as i64)
 }
 
 async fn sleep_until(at: Option<Instant>) {

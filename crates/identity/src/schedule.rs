@@ -6,9 +6,23 @@ use std::{
     collections::BinaryHeap,
 };
 
+use chrono::{DateTime, TimeDelta, Utc};
+use rand::Rng;
 use tokio::time::Instant;
 
-use crate::state::CertKey;
+use crate::state::{CertKey, Identity};
+
+/// A random point in the renewal window of the certificate's lifetime.
+pub fn renew_at(id: &Identity, window: (f64, f64)) -> DateTime<Utc> {
+    let life = (id.not_after - id.not_before).num_milliseconds().max(0) as f64;
+    let (lo, hi) = (window.0.min(window.1), window.0.max(window.1));
+    let frac = if hi > lo {
+        rand::rng().random_range(lo..hi)
+    } else {
+        lo
+    };
+    id.not_before + TimeDelta::milliseconds((life * frac) as i64)
+}
 
 /// More urgent first: a dataplane with nothing to serve beats one renewing a valid certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
