@@ -271,3 +271,60 @@ async fn dropping_the_store_closes_subscriptions() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The plan a key read runs with on `conn` after the table grew from one row to 10,000 under a
+/// statement prepared (and executed often enough for PostgreSQL to settle on a plan) while it was
+/// tiny, as on a fresh zone whose fleet registers before the first ANALYZE.
+async fn plan_after_growth(conn: &mut sqlx::PgConnection) -> String {
+    sqlx::raw_sql(
+        "INSERT INTO resources (type, mesh, name, version, spec, creation_time, modification_time) \
+         VALUES ('Mesh', '', 'm', 1, '{}', now(), now()); \
+         PREPARE key_read(text[], text[], text[]) AS SELECT r.name FROM resources r \
+         JOIN unnest($1, $2, $3) AS k(type, mesh, name) \
+         ON r.type = k.type AND r.mesh = k.mesh AND r.name = k.name",
+    )
+    .execute(&mut *conn)
+    .await
+    .expect("plan probe");
+    for _ in 0..8 {
+        sqlx::raw_sql("EXECUTE key_read('{Mesh}', '{\"\"}', '{m}')")
+            .execute(&mut *conn)
+            .await
+            .expect("plan probe");
+    }
+    sqlx::raw_sql(
+        "INSERT INTO resources (type, mesh, name, version, spec, creation_time, modification_time) \
+         SELECT 'Mesh', '', 'm' || g, 1, '{}', now(), now() FROM generate_series(1, 10000) g",
+    )
+    .execute(&mut *conn)
+    .await
+    .expect("plan probe");
+    let rows: Vec<(String,)> =
+        sqlx::query_as("EXPLAIN EXECUTE key_read('{Mesh}', '{\"\"}', '{m}')")
+            .fetch_all(&mut *conn)
+            .await
+            .expect("plan probe");
+    rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join("\n")
+}
+
+/// The store's connections plan each execution with its parameters, so a key read stays an index
+/// lookup however small the table was when the statement was first prepared. A plain connection
+/// (PostgreSQL's default plan cache) shows the trap this guards against.
+#[tokio::test]
+async fn key_reads_stay_index_lookups_as_a_fresh_table_grows() {
+    let (db, pool) = migrated().await;
+    let mut plain = pool.acquire().await.unwrap();
+    let trap = plan_after_growth(&mut plain).await;
+    assert!(trap.contains("Seq Scan"), "default plan cache: {trap}");
+    drop(plain);
+
+    let (db2, _pool2) = migrated().await;
+    let store = store(&db2).await;
+    let mut ours = store.pool().acquire().await.unwrap();
+    let plan = plan_after_growth(&mut ours).await;
+    assert!(
+        plan.contains("Index") && !plan.contains("Seq Scan on resources"),
+        "the store's connections: {plan}"
+    );
+    drop(db);
+}
