@@ -123,24 +123,13 @@ impl KdsGlobal {
         store: Arc<dyn ResourceStore>,
     ) -> anyhow::Result<LightZone> {
         let token_file = self.prepare(name).await?;
-        let mut cfg = ClientConfig::new(
+        Ok(LightZone::start(
             name,
-            format!("grpcs://127.0.0.1:{}", addr.port()),
+            &format!("grpcs://127.0.0.1:{}", addr.port()),
             token_file,
-        );
-        cfg.ca_pem = Some(self.ca_pem.clone());
-        cfg.backoff_base = Duration::from_millis(100);
-        cfg.backoff_cap = Duration::from_secs(1);
-        let (tx, status) = watch::channel(SyncStatus::default());
-        let (signal, w) = drain::channel();
-        let s2 = store.clone();
-        let task = tokio::spawn(async move { meshplane_kds::client::run(cfg, s2, w, tx).await });
-        Ok(LightZone {
+            &self.ca_pem,
             store,
-            status,
-            drain: Some(signal),
-            task: Some(task),
-        })
+        ))
     }
 
     pub async fn stop(mut self) {
@@ -162,6 +151,30 @@ pub struct LightZone {
 }
 
 impl LightZone {
+    /// Starts the real sync client for zone `name` against `global_url`, storing into `store`.
+    pub fn start(
+        name: &str,
+        global_url: &str,
+        token_file: std::path::PathBuf,
+        ca_pem: &[u8],
+        store: Arc<dyn ResourceStore>,
+    ) -> Self {
+        let mut cfg = ClientConfig::new(name, global_url.to_string(), token_file);
+        cfg.ca_pem = Some(ca_pem.to_vec());
+        cfg.backoff_base = Duration::from_millis(100);
+        cfg.backoff_cap = Duration::from_secs(1);
+        let (tx, status) = watch::channel(SyncStatus::default());
+        let (signal, w) = drain::channel();
+        let s2 = store.clone();
+        let task = tokio::spawn(async move { meshplane_kds::client::run(cfg, s2, w, tx).await });
+        Self {
+            store,
+            status,
+            drain: Some(signal),
+            task: Some(task),
+        }
+    }
+
     pub fn memory() -> Arc<dyn ResourceStore> {
         Arc::new(MemoryStore::new())
     }

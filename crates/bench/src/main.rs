@@ -12,6 +12,8 @@ mod api_writes;
 mod env;
 mod fleet;
 mod fleet_tables;
+mod internet;
+mod internet_tables;
 mod issue;
 mod kds_prop;
 mod kds_resync;
@@ -52,6 +54,12 @@ struct Cli {
     /// Fleet sizes instead of the defaults (1,000, 10,000 and 30,000; quick: 1,000).
     #[arg(long, global = true, value_delimiter = ',', value_name = "N,…")]
     fleet_sizes: Vec<usize>,
+    /// internet-scale: number of simulated zones (default 100; quick: 10; all: 100).
+    #[arg(long, global = true, value_name = "Z")]
+    zones: Option<usize>,
+    /// internet-scale: dataplanes per zone (default 10,000; quick: 500; all: 1,000).
+    #[arg(long, global = true, value_name = "D")]
+    dataplanes_per_zone: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -74,6 +82,8 @@ enum Command {
     Memory,
     /// 6. Mesh PUTs/s through global vs raw INSERTs.
     ApiWrites,
+    /// 7. Z zones × D dataplanes reporting to one global (default 100 × 10,000).
+    InternetScale,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +97,10 @@ enum Scenario {
     KdsPropagation,
     KdsResync,
     ApiWrites,
+    /// `all_size`: the reduced size `all` runs (100 × 1,000), so `all` stays under its budget.
+    Internet {
+        all_size: bool,
+    },
 }
 
 fn plan(cmd: Command) -> Vec<Scenario> {
@@ -101,6 +115,7 @@ fn plan(cmd: Command) -> Vec<Scenario> {
             Scenario::KdsPropagation,
             Scenario::KdsResync,
             Scenario::ApiWrites,
+            Scenario::Internet { all_size: true },
         ],
         Command::IssueThroughput => vec![Scenario::Issue],
         Command::FleetColdStart => vec![Scenario::Fleet {
@@ -114,6 +129,7 @@ fn plan(cmd: Command) -> Vec<Scenario> {
         Command::KdsPropagation => vec![Scenario::KdsPropagation],
         Command::KdsResync => vec![Scenario::KdsResync],
         Command::ApiWrites => vec![Scenario::ApiWrites],
+        Command::InternetScale => vec![Scenario::Internet { all_size: false }],
     }
 }
 
@@ -185,6 +201,19 @@ async fn run_one(env: &Env, s: Scenario, quick: bool, cli: &Cli) -> anyhow::Resu
         Scenario::KdsPropagation => vec![kds_prop::run(&kds_prop::Params::new(quick)).await?],
         Scenario::KdsResync => vec![kds_resync::run(&kds_resync::Params::new(quick)).await?],
         Scenario::ApiWrites => vec![api_writes::run(env, &api_writes::Params::new(quick)).await?],
+        Scenario::Internet { all_size } => {
+            let mut p = internet::Params::new(quick);
+            if all_size && !quick {
+                p.per_zone = 1_000;
+            }
+            if let Some(z) = cli.zones {
+                p.zones = z;
+            }
+            if let Some(d) = cli.dataplanes_per_zone {
+                p.per_zone = d;
+            }
+            internet::run(env, &p).await?
+        }
     })
 }
 
@@ -196,6 +225,7 @@ fn name_of(s: Scenario) -> &'static str {
         Scenario::KdsPropagation => "kds-propagation",
         Scenario::KdsResync => "kds-resync",
         Scenario::ApiWrites => "api-writes",
+        Scenario::Internet { .. } => "internet-scale",
     }
 }
 

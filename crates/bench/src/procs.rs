@@ -20,6 +20,8 @@ pub struct CpProc {
     pub api: Api,
     pub log: PathBuf,
     pub work: PathBuf,
+    /// Global's sync port (0 for a zone).
+    pub kds_port: u16,
     proc: Option<Proc>,
 }
 
@@ -84,6 +86,7 @@ impl CpProc {
         .map(|s| s.to_string())
         .collect();
         let mut p = Self::new(env, name, "meshplane-global", args, api_port, work)?;
+        p.kds_port = kds_port;
         p.launch().await?;
         Ok(p)
     }
@@ -103,6 +106,7 @@ impl CpProc {
             api: Api::new(format!("http://127.0.0.1:{api_port}"))?,
             log: env.log_dir().join(format!("{name}.log")),
             work,
+            kds_port: 0,
             proc: None,
         })
     }
