@@ -423,8 +423,15 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<Vec<crate::report::Tab
                 if offline(z, *at) {
                     continue;
                 }
-                match s.get(&(z, *sq)) {
-                    Some(t) => v.push((*t - *at).as_secs_f64() * 1000.0),
+                // Sync sends state, not history: a zone that gets a later update first has this
+                // one too. The update arrived when the zone first showed it or any later one.
+                let first = s
+                    .iter()
+                    .filter(|((zz, q), _)| *zz == z && q >= sq)
+                    .map(|(_, t)| *t)
+                    .min();
+                match first {
+                    Some(t) => v.push((t.max(*at) - *at).as_secs_f64() * 1000.0),
                     None => mesh_missing += 1,
                 }
             }
