@@ -233,6 +233,7 @@ impl ResourceManager {
             let sel = crate::store::Selection {
                 kinds: Vec::new(),
                 keys: vec![mesh_key.clone(), key.clone()],
+                ..Default::default()
             };
             let mut found = self.store.snapshot(&sel).await?;
             let Some(at) = found.iter().position(|r| r.key == mesh_key) else {

@@ -176,12 +176,15 @@ impl ListQuery {
 }
 
 /// What one consistent read ([`ResourceStore::snapshot`]) selects: whole kinds, one mesh's records
-/// of a kind, and single keys. A record matched more than once is returned once.
+/// of a kind, single keys, and everything an owner owns. A record matched more than once is returned once.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Selection {
     /// Every record of each kind; with a mesh, only that mesh's.
     pub kinds: Vec<(ResourceKind, Option<String>)>,
     pub keys: Vec<ResourceKey>,
+    /// Every record owned by one of these (a zone's records at global: read by owner, not by
+    /// listing every zone's and filtering).
+    pub owned_by: Vec<ResourceKey>,
 }
 
 impl Selection {
@@ -190,11 +193,12 @@ impl Selection {
         Self {
             kinds: kinds.iter().map(|k| (*k, None)).collect(),
             keys: Vec::new(),
+            owned_by: Vec::new(),
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.kinds.is_empty() && self.keys.is_empty()
+        self.kinds.is_empty() && self.keys.is_empty() && self.owned_by.is_empty()
     }
 }
 

@@ -81,6 +81,7 @@ pub async fn run(
         let sel = Selection {
             kinds: Vec::new(),
             keys: keys.order.clone(),
+            ..Default::default()
         };
         let failed = match store.snapshot(&sel).await {
             Ok(recs) => {

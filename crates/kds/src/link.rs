@@ -383,6 +383,7 @@ mod tests {
             Selection {
                 kinds: Vec::new(),
                 keys: view_keys.to_vec(),
+                ..Default::default()
             }
         }
         fn kinds(&self) -> &'static [ResourceKind] {

@@ -189,7 +189,7 @@ const LIST: &str = "SELECT t.total, p.* FROM \
       ORDER BY mesh, name OFFSET $3 LIMIT $4) p ON true";
 
 // One statement, so one snapshot: a batch committed while it runs is in the result whole or not
-// at all. UNION ALL keeps each arm an index scan on the primary key (an OR of the three would not);
+// at all. UNION ALL keeps each arm an index scan (the primary key, or the owner index for the last arm);
 // a row two arms match comes back twice and is folded in `snapshot`.
 const SNAPSHOT: &str = "SELECT type, mesh, name, version, spec, labels, owner_type, owner_mesh, \
      owner_name, creation_time, modification_time FROM resources \
@@ -203,7 +203,12 @@ const SNAPSHOT: &str = "SELECT type, mesh, name, version, spec, labels, owner_ty
      SELECT r.type, r.mesh, r.name, r.version, r.spec, r.labels, r.owner_type, r.owner_mesh, \
             r.owner_name, r.creation_time, r.modification_time \
      FROM resources r JOIN unnest($4::text[], $5::text[], $6::text[]) AS k(type, mesh, name) \
-       ON r.type = k.type AND r.mesh = k.mesh AND r.name = k.name";
+       ON r.type = k.type AND r.mesh = k.mesh AND r.name = k.name \
+     UNION ALL \
+     SELECT r.type, r.mesh, r.name, r.version, r.spec, r.labels, r.owner_type, r.owner_mesh, \
+            r.owner_name, r.creation_time, r.modification_time \
+     FROM resources r JOIN unnest($7::text[], $8::text[], $9::text[]) AS o(type, mesh, name) \
+       ON r.owner_type = o.type AND r.owner_mesh = o.mesh AND r.owner_name = o.name";
 
 #[async_trait]
 impl ResourceStore for PgStore {
@@ -270,6 +275,13 @@ impl ResourceStore for PgStore {
             km.push(m);
             kn.push(n);
         }
+        let (mut ot, mut om, mut on) = (Vec::new(), Vec::new(), Vec::new());
+        for k in &sel.owned_by {
+            let (t, m, n) = key_parts(k);
+            ot.push(t);
+            om.push(m);
+            on.push(n);
+        }
         let rows = sqlx::query(SNAPSHOT)
             .bind(&all_of)
             .bind(&in_type)
@@ -277,6 +289,9 @@ impl ResourceStore for PgStore {
             .bind(&kt)
             .bind(&km)
             .bind(&kn)
+            .bind(&ot)
+            .bind(&om)
+            .bind(&on)
             .fetch_all(&self.pool)
             .await
             .map_err(|e| store_error(e, "reading a snapshot"))?;

@@ -168,6 +168,7 @@ async fn follow(store: Arc<dyn ResourceStore>, mut sub: Subscription, rows: Weak
         let sel = Selection {
             kinds: Vec::new(),
             keys: keys.clone(),
+            ..Default::default()
         };
         match store.snapshot(&sel).await {
             Ok(recs) => {

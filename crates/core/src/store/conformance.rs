@@ -408,6 +408,7 @@ pub async fn snapshots(store: &dyn ResourceStore) {
     let got = keys(Selection {
         kinds: vec![(ResourceKind::Secret, Some("snap-1".into()))],
         keys: vec![mesh("snap-2"), secret("snap-1", "a"), mesh("snap-absent")],
+        ..Default::default()
     })
     .await;
     assert_eq!(
@@ -433,6 +434,18 @@ pub async fn snapshots(store: &dyn ResourceStore) {
             secret("snap-1", "b"),
             secret("snap-2", "a")
         ]
+    );
+    // By owner: what snap-1 owns, and not snap-1 itself nor what snap-2 owns; with a key too.
+    let got = keys(Selection {
+        owned_by: vec![mesh("snap-1"), mesh("snap-absent")],
+        keys: vec![mesh("snap-2")],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        got,
+        vec![mesh("snap-2"), secret("snap-1", "a"), secret("snap-1", "b")],
+        "records owned by the given owners, plus named keys"
     );
     assert!(keys(Selection::default()).await.is_empty());
     delete_meshes(store, ["snap-1", "snap-2"]).await;

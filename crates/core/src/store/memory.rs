@@ -247,6 +247,14 @@ impl ResourceStore for MemoryStore {
                 out.insert(k.clone(), r.clone());
             }
         }
+        if !sel.owned_by.is_empty() {
+            for r in map
+                .values()
+                .filter(|r| r.owner.as_ref().is_some_and(|o| sel.owned_by.contains(o)))
+            {
+                out.insert(r.key.clone(), r.clone());
+            }
+        }
         Ok(out.into_values().collect())
     }
 

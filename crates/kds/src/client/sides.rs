@@ -28,6 +28,7 @@ impl Outbound for ZoneOutbound {
         Selection {
             kinds: Vec::new(),
             keys: view_keys.to_vec(),
+            ..Default::default()
         }
     }
 

@@ -116,29 +116,35 @@ pub async fn zone_known(
     store: &dyn ResourceStore,
     zone: &str,
 ) -> Result<Vec<proto::KnownVersion>, StoreError> {
+    // Read by owner (the Zone owns every record it reported), so a reconnect costs this zone's
+    // records, not the whole fleet's: listing every zone's and filtering stalled global when
+    // zones reconnected at 100,000 dataplanes (docs/scaling.md).
+    let owner = ResourceKey::global(ResourceKind::Zone, zone);
+    let sel = meshplane_core::store::Selection {
+        owned_by: vec![owner],
+        ..Default::default()
+    };
     let mut out = Vec::new();
-    for kind in ZONE_TO_GLOBAL {
-        for rec in store
-            .list(&meshplane_core::store::ListQuery::all(kind))
-            .await?
-            .items
-        {
-            if rec.labels.get(ZONE_LABEL).map(String::as_str) != Some(zone) {
-                continue;
-            }
-            let Some(local) = zone_local_name(zone, &rec.key.name) else {
-                continue;
-            };
-            let key = ResourceKey {
-                kind,
-                mesh: rec.key.mesh.clone(),
-                name: local.to_string(),
-            };
-            out.push(proto::KnownVersion {
-                r#ref: Some(ref_of(&key)),
-                version: version_of(&rec.labels, &rec.spec),
-            });
+    for rec in store.snapshot(&sel).await? {
+        let kind = rec.key.kind;
+        if !ZONE_TO_GLOBAL.contains(&kind) {
+            continue;
         }
+        if rec.labels.get(ZONE_LABEL).map(String::as_str) != Some(zone) {
+            continue;
+        }
+        let Some(local) = zone_local_name(zone, &rec.key.name) else {
+            continue;
+        };
+        let key = ResourceKey {
+            kind,
+            mesh: rec.key.mesh.clone(),
+            name: local.to_string(),
+        };
+        out.push(proto::KnownVersion {
+            r#ref: Some(ref_of(&key)),
+            version: version_of(&rec.labels, &rec.spec),
+        });
     }
     Ok(out)
 }
