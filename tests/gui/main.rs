@@ -466,6 +466,13 @@ async fn the_console_in_a_browser() {
         .expect("south");
     w.secrets
         .push(("south's zone token".into(), south_zone_token(&south)));
+    // South must be known to global before its token is revoked, or it would never be listed
+    // (zones appear by connecting). Its readiness says it synced; wait for global's side too.
+    meshplane_tests::eventually(WAIT, "global to list zone south", || async {
+        matches!(w.g.api.get("/zones/south").await, Ok((200, _))).then_some(())
+    })
+    .await
+    .expect("south known to global");
     for z in [&w.east, &w.west] {
         w.secrets
             .push((format!("{}'s zone token", z.name), south_zone_token(z)));
