@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
-use meshplane_core::template::CnTemplate;
+use meshplane_core::template::{CnTemplate, RenderError};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -41,12 +41,13 @@ fuzz_target!(|data: &[u8]| {
         complete.insert(name.to_string(), vec![format!("v-{name}")]);
     }
     let rendered = t.render(&complete);
+    // Only a rendering over the size limit may fail once every tag has one value.
     assert!(
-        rendered.is_ok(),
+        rendered.is_ok() || matches!(rendered, Err(RenderError::TooLong(_))),
         "{source:?} with {complete:?}: {rendered:?}"
     );
     // A template without actions renders as its source.
-    if t.tags().next().is_none() {
+    if t.tags().next().is_none() && source.len() <= meshplane_core::template::MAX_RENDERED {
         assert_eq!(rendered.ok().as_deref(), Some(source));
     }
 });

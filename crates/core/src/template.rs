@@ -22,7 +22,15 @@ pub enum RenderError {
         "the dataplane's tag {0:?} has several values ({1}); the commonName template needs exactly one"
     )]
     AmbiguousTag(String, String),
+    #[error(
+        "the commonName template renders more than {MAX_RENDERED} bytes for tag {0:?} (its replaces grow the value)"
+    )]
+    TooLong(String),
 }
+
+/// A rendered common name longer than this is refused: X.509 allows 64 characters, and chained
+/// `replace`s that each grow the value would otherwise grow it exponentially (found by fuzzing).
+pub const MAX_RENDERED: usize = 4096;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Part {
@@ -120,9 +128,17 @@ impl CnTemplate {
                     }
                     let mut value = values[0].as_ref().to_string();
                     for (old, new) in replaces {
+                        // Check the size before building it.
+                        let n = value.matches(old.as_str()).count();
+                        if value.len() - n * old.len() + n * new.len() > MAX_RENDERED {
+                            return Err(RenderError::TooLong(tag.clone()));
+                        }
                         value = value.replace(old.as_str(), new);
                     }
                     out.push_str(&value);
+                    if out.len() > MAX_RENDERED {
+                        return Err(RenderError::TooLong(tag.clone()));
+                    }
                 }
             }
         }
@@ -335,6 +351,18 @@ mod tests {
             Ok("my-backend.mesh".into())
         );
         assert_eq!(t.tags().collect::<Vec<_>>(), vec!["kuma.io/service"]);
+    }
+
+    #[test]
+    fn chained_growing_replaces_are_refused_before_they_are_built() {
+        let t = CnTemplate::parse(
+            r#"{{ tag "a" | replace "x" "xxxxxxxxxxxxxxxx" | replace "x" "xxxxxxxxxxxxxxxx" | replace "x" "xxxxxxxxxxxxxxxx" | replace "x" "xxxxxxxxxxxxxxxx" }}"#,
+        )
+        .unwrap();
+        let tags = BTreeMap::from([("a".to_string(), vec!["x"])]);
+        assert_eq!(t.render(&tags), Err(RenderError::TooLong("a".into())));
+        let ok = BTreeMap::from([("a".to_string(), vec!["y"])]);
+        assert_eq!(t.render(&ok).as_deref(), Ok("y"));
     }
 
     #[test]
