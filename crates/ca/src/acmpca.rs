@@ -348,13 +348,9 @@ impl CaBackend for AcmPcaCa {
     ) -> Result<Vec<String>, ValidationError> {
         let conf = acmpca_conf(ca.mesh, backend)
             .map_err(|e| ValidationError::single("", e.message().to_string()))?;
-        let loaded = load(ca, conf).await.map_err(|problems| {
-            let mut v = ValidationError::new();
-            for (field, reason) in problems {
-                v.add(field, reason);
-            }
-            v
-        })?;
+        let loaded = load(ca, conf)
+            .await
+            .map_err(|problems| problems.into_iter().collect::<ValidationError>())?;
         let trusted = loaded
             .trusted()
             .map_err(|e| ValidationError::single("caCert", e))?;

@@ -398,13 +398,9 @@ impl CaBackend for VaultCa {
     ) -> Result<Vec<String>, ValidationError> {
         let conf = vault_conf(ca.mesh, backend)
             .map_err(|e| ValidationError::single("", e.message().to_string()))?;
-        let loaded = load(ca, conf).await.map_err(|problems| {
-            let mut v = ValidationError::new();
-            for (field, reason) in problems {
-                v.add(field, reason);
-            }
-            v
-        })?;
+        let loaded = load(ca, conf)
+            .await
+            .map_err(|problems| problems.into_iter().collect::<ValidationError>())?;
         let to_violation = |e: VaultError| match e {
             VaultError::Setup {
                 field: Some(f),

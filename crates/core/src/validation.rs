@@ -64,6 +64,17 @@ pub struct ValidationError {
     pub violations: Vec<Violation>,
 }
 
+/// (field, reason) pairs, in order, as one error (what a backend's loader reports).
+impl<F: fmt::Display, R: Into<String>> FromIterator<(F, R)> for ValidationError {
+    fn from_iter<I: IntoIterator<Item = (F, R)>>(pairs: I) -> Self {
+        let mut e = Self::new();
+        for (field, reason) in pairs {
+            e.add(field, reason);
+        }
+        e
+    }
+}
+
 impl ValidationError {
     pub fn new() -> Self {
         Self::default()
