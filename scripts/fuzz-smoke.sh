@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs every cargo-fuzz target in fuzz/ for a short time (CI): the resource parser, the duration
-# parser and the commonName template. Seeds: fuzz/seeds/<target> and, for `resource`,
-# deploy/examples; the working corpus grows in fuzz/corpus/<target> (git-ignored).
+# Runs every cargo-fuzz target in fuzz/ for a short time: the resource parser, the duration
+# parser and the commonName template. Seeds: fuzz/seeds/<target>, fuzz/regressions/<target> (inputs
+# that once failed: commit each new crash there, and `cargo test -p meshplane-fuzz-checks` replays
+# it on stable) and, for `resource`, deploy/examples; the working corpus grows in
+# fuzz/corpus/<target> (git-ignored). scripts/test.sh runs this with MESHPLANE_FUZZ=1.
 #
 #   scripts/fuzz-smoke.sh                       # 20 s per target
 #   MESHPLANE_FUZZ_SECONDS=300 scripts/fuzz-smoke.sh
@@ -41,6 +43,7 @@ for t in "${TARGETS[@]}"; do
   corpus="fuzz/corpus/$t"
   mkdir -p "$corpus"
   seeds=("fuzz/seeds/$t")
+  if [ -d "fuzz/regressions/$t" ]; then seeds+=("fuzz/regressions/$t"); fi
   if [ "$t" = resource ]; then seeds+=(deploy/examples); fi
   log "fuzzing $t for ${SECONDS_PER_TARGET}s"
   out="$(mktemp)"

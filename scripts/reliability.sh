@@ -11,7 +11,8 @@
 #
 # Environment: MESHPLANE_LOAD_SECONDS (default 30), MESHPLANE_FUZZ_SECONDS per target
 # (default 300), DATABASE_URL (the shared PostgreSQL, as for scripts/test.sh). The quick versions
-# of 1-3 run in CI with every other test (scripts/test.sh); the short fuzz run is scripts/fuzz-smoke.sh.
+# of 1-3 run in CI with every other test (scripts/test.sh), which also replays every fuzz seed and
+# past failure on stable (crates/fuzz-checks); the short fuzz run is scripts/fuzz-smoke.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
