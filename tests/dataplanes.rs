@@ -312,6 +312,7 @@ async fn a_zone_restart_issues_nothing_that_is_still_valid() {
         .terminate(Duration::from_secs(20))
         .await
         .expect("zone stops");
+    let logged_before = z.proc.logs().len();
     z.launch().await.expect("zone restarts");
     // The agent reconnects, re-registers and is served again (it rewrites its files).
     eventually(
@@ -336,6 +337,15 @@ async fn a_zone_restart_issues_nothing_that_is_still_valid() {
         vault_cert_count(&bao, &seed.mount).await,
         before,
         "no new issue call for a valid certificate"
+    );
+    // Its registration was answered from what the restarted zone read at start, not from a
+    // store read of its own.
+    let after = without_ansi(&z.proc.logs()[logged_before..]);
+    assert!(
+        after
+            .lines()
+            .any(|l| l.contains("dataplane registered (unchanged)") && l.contains("web-1")),
+        "the restarted zone did not take web-1's registration as unchanged:\n{after}"
     );
 }
 

@@ -12,6 +12,8 @@ mod tests;
 
 use std::sync::Arc;
 
+pub use membership::has_rules as mesh_has_membership_rules;
+
 use crate::{
     ca::CaRegistry,
     datasource::DataSourceLoader,

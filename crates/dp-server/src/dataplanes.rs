@@ -96,6 +96,22 @@ impl dp::dataplane_service_server::DataplaneService for Service {
         check_binding(&claims, &r.meta.mesh, &r.meta.name, identity.services())?;
         spec.stamp_zone(&self.inner.zone);
         let (mesh, name) = (r.meta.mesh.clone(), r.meta.name.clone());
+        // The store already holds exactly this (as the store watcher last saw it) and the Mesh has
+        // no membership rules to judge it by: applying it would write and refuse nothing, so a
+        // fleet reconnecting after a zone restart costs no store read per dataplane.
+        if self
+            .inner
+            .certs
+            .registrations()
+            .unchanged(&mesh, &name, &r.content_digest())
+        {
+            tracing::info!(mesh, dataplane = name, "dataplane registered (unchanged)");
+            return Ok(Response::new(dp::RegisterResponse {
+                mesh,
+                name,
+                zone: self.inner.zone.clone(),
+            }));
+        }
         let _slot = self.inner.store_slot().await;
         self.inner
             .manager
@@ -120,6 +136,11 @@ impl dp::dataplane_service_server::DataplaneService for Service {
             claims.mesh.clone(),
             claims.name.clone(),
         );
+        // Before the delete: a registration after it must write again.
+        self.inner
+            .certs
+            .registrations()
+            .forget(&claims.mesh, &claims.name);
         let _slot = self.inner.store_slot().await;
         match self
             .inner

@@ -10,6 +10,7 @@ pub mod issue;
 pub mod manager;
 pub mod metrics;
 pub mod persist;
+pub mod registrations;
 pub mod schedule;
 pub mod state;
 pub mod trust;
@@ -21,6 +22,7 @@ use meshplane_core::{ca::CaRegistry, datasource::DataSourceLoader, store::Resour
 
 pub use manager::{CertManager, ManagerConfig};
 pub use persist::{PersistConfig, Persister};
+pub use registrations::Registrations;
 pub use state::{CertKey, CertState, Identity, MeshTrust, Profile};
 
 /// What the manager works with.

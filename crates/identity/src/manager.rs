@@ -28,6 +28,7 @@ use crate::{
     issue::{self, Done, Order},
     metrics::{BackendLabels, FailureLabels},
     persist::{PersistConfig, Persister},
+    registrations::Registrations,
     schedule::{self, Priority, Schedule},
     state::{CertKey, CertState, Identity, MeshTrust, Profile},
     trust,
@@ -92,6 +93,7 @@ pub struct CertManager {
     tx: mpsc::UnboundedSender<Command>,
     shared: Arc<Shared>,
     persist: Persister,
+    registrations: Registrations,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -143,6 +145,7 @@ impl CertManager {
                 tx,
                 shared,
                 persist,
+                registrations: Registrations::default(),
             },
             task,
         )
@@ -152,6 +155,11 @@ impl CertManager {
     /// connections through it).
     pub fn persister(&self) -> &Persister {
         &self.persist
+    }
+
+    /// The stored Dataplanes' digests, kept by the store watcher (see `registrations.rs`).
+    pub fn registrations(&self) -> &Registrations {
+        &self.registrations
     }
 
     fn send(&self, c: Command) {

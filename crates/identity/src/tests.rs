@@ -569,3 +569,83 @@ async fn backends_of_a_removed_mesh_or_backend_are_released() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(released(&s), ["m/ca-1", "m/ca-2", "n/ca-1", "n/ca-2"]);
 }
+
+/// The store watcher keeps each stored Dataplane's digest, and says "unchanged" only for exactly
+/// what is stored, in a Mesh without membership rules.
+#[tokio::test]
+async fn the_watcher_keeps_registration_digests_as_the_store_changes() {
+    let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+    let m = Resource::from_universal(&json!({"type": "Mesh", "name": "m"})).unwrap();
+    let dp = |address: &str| {
+        Resource::from_universal(&json!({"type": "Dataplane", "mesh": "m", "name": "dp", "networking": {"address": address, "inbound": [{"port": 80, "tags": {"kuma.io/service": "web"}}]}})).unwrap()
+    };
+    let d = dp("10.0.0.1");
+    store
+        .write(vec![
+            WriteOp::create(&m, None),
+            WriteOp::create(&d, Some(m.key())),
+        ])
+        .await
+        .unwrap();
+    let s = setup(ManagerConfig::default());
+    let watcher = tokio::spawn(crate::watcher::run(store.clone(), s.mgr.clone(), None));
+    let regs = s.mgr.registrations().clone();
+    // Waits until `unchanged` answers `want` for this digest (the watcher follows the store).
+    let settles = |r: &Resource, want: bool| {
+        let (regs, digest) = (regs.clone(), r.content_digest());
+        async move {
+            for _ in 0..500 {
+                if regs.unchanged("m", "dp", &digest) == want {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            false
+        }
+    };
+    assert!(
+        settles(&d, true).await,
+        "the start-up snapshot records the stored Dataplane"
+    );
+    assert!(
+        !regs.unchanged("m", "dp", &dp("10.0.0.2").content_digest()),
+        "another address is a change"
+    );
+
+    // The stored record changes: the new one is unchanged, the old one no longer.
+    let v = store_version(&store, &d).await;
+    let d2 = dp("10.0.0.2");
+    store.write(vec![WriteOp::update(&d2, v)]).await.unwrap();
+    assert!(settles(&d2, true).await, "the update is recorded");
+    assert!(!regs.unchanged("m", "dp", &d.content_digest()));
+
+    // Membership rules on the Mesh: every registration is judged again.
+    let mv = store_version(&store, &m).await;
+    let ruled = Resource::from_universal(&json!({"type": "Mesh", "name": "m", "constraints": {"dataplaneProxy": {"requirements": [{"tags": {"kuma.io/zone": "east"}}]}}})).unwrap();
+    store.write(vec![WriteOp::update(&ruled, mv)]).await.unwrap();
+    assert!(
+        settles(&d2, false).await,
+        "a Mesh with membership rules turns the shortcut off"
+    );
+
+    // Rules gone again, then the Dataplane deleted.
+    let mv = store_version(&store, &m).await;
+    store.write(vec![WriteOp::update(&m, mv)]).await.unwrap();
+    assert!(settles(&d2, true).await, "rules removed");
+    store
+        .write(vec![WriteOp::Delete {
+            key: d2.key(),
+            expected_version: None,
+        }])
+        .await
+        .unwrap();
+    assert!(
+        settles(&d2, false).await,
+        "a deleted Dataplane must be written again"
+    );
+    watcher.abort();
+}
+
+async fn store_version(store: &Arc<dyn ResourceStore>, r: &Resource) -> i64 {
+    store.get(&r.key()).await.unwrap().expect("stored").version
+}

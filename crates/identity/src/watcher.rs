@@ -1,8 +1,11 @@
 //! Feeds the manager from the zone's store: Meshes and Dataplanes as they change, and a full snapshot
 //! at start and whenever the store says events may have been missed.
 
+use std::collections::{HashMap, HashSet};
+
 use futures::FutureExt;
 use meshplane_core::{
+    manager::mesh_has_membership_rules,
     model::{DataplaneIdentity, Resource, ResourceKey, ResourceKind, Spec},
     store::{ListQuery, Received, Record, ResourceStore, Selection, StoreError},
 };
@@ -11,14 +14,19 @@ use crate::CertManager;
 
 async fn snapshot(store: &dyn ResourceStore, mgr: &CertManager) -> Result<(), StoreError> {
     let mut meshes = Vec::new();
+    let mut open_meshes = HashSet::new();
     for rec in store.list(&ListQuery::all(ResourceKind::Mesh)).await?.items {
         if let Ok(r) = rec.to_resource()
             && let Spec::Mesh(m) = r.spec
         {
+            if !mesh_has_membership_rules(&m) {
+                open_meshes.insert(rec.key.name.clone());
+            }
             meshes.push((rec.key.name.clone(), m));
         }
     }
     let mut dps = Vec::new();
+    let mut stored = HashMap::new();
     for rec in store
         .list(&ListQuery::all(ResourceKind::Dataplane))
         .await?
@@ -28,9 +36,12 @@ async fn snapshot(store: &dyn ResourceStore, mgr: &CertManager) -> Result<(), St
             && let Spec::Dataplane(d) = &r.spec
         {
             let id = DataplaneIdentity::of(&r.meta.name, d, &r.meta.labels);
-            dps.push((rec.key.mesh.clone(), rec.key.name.clone(), id));
+            let key = (rec.key.mesh.clone(), rec.key.name.clone());
+            stored.insert(key.clone(), r.content_digest());
+            dps.push((key.0, key.1, id));
         }
     }
+    mgr.registrations().replace(open_meshes, stored);
     mgr.snapshot(meshes, dps);
     Ok(())
 }
@@ -89,6 +100,7 @@ pub async fn run(
                     recs.into_iter().map(|r| (r.key.clone(), r)).collect();
                 for key in keys.order {
                     let resource = found.remove(&key).and_then(|r| r.to_resource().ok());
+                    let digest = resource.as_ref().map(Resource::content_digest);
                     match (key.kind, resource) {
                         (
                             ResourceKind::Mesh,
@@ -96,8 +108,15 @@ pub async fn run(
                                 spec: Spec::Mesh(m),
                                 ..
                             }),
-                        ) => mgr.mesh_changed(key.name, Some(m)),
-                        (ResourceKind::Mesh, _) => mgr.mesh_changed(key.name, None),
+                        ) => {
+                            let open = !mesh_has_membership_rules(&m);
+                            mgr.registrations().mesh(key.name.clone(), open);
+                            mgr.mesh_changed(key.name, Some(m))
+                        }
+                        (ResourceKind::Mesh, _) => {
+                            mgr.registrations().mesh(key.name.clone(), false);
+                            mgr.mesh_changed(key.name, None)
+                        }
                         (
                             ResourceKind::Dataplane,
                             Some(Resource {
@@ -106,9 +125,16 @@ pub async fn run(
                             }),
                         ) => {
                             let id = DataplaneIdentity::of(&meta.name, &d, &meta.labels);
+                            mgr.registrations().dataplane(
+                                key.mesh.clone(),
+                                key.name.clone(),
+                                digest,
+                            );
                             mgr.dataplane_changed(key.mesh, key.name, Some(id))
                         }
                         (ResourceKind::Dataplane, _) => {
+                            mgr.registrations()
+                                .dataplane(key.mesh.clone(), key.name.clone(), None);
                             mgr.dataplane_changed(key.mesh, key.name, None)
                         }
                         _ => {}

@@ -14,6 +14,15 @@ use crate::{
     validation::{FieldPath, ValidationError},
 };
 
+/// Whether the Mesh has membership rules at all: without them every Dataplane qualifies, and a
+/// dataplane registering again unchanged needs no fresh check.
+pub fn has_rules(spec: &MeshSpec) -> bool {
+    spec.constraints
+        .as_ref()
+        .and_then(|c| c.dataplane_proxy.as_ref())
+        .is_some()
+}
+
 /// Refuses `dp` in mesh `mesh` when Kuma would, naming the tags that do not qualify.
 pub(super) fn check(
     mesh: &str,

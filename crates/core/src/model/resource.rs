@@ -165,6 +165,21 @@ impl Resource {
         }
     }
 
+    /// SHA-256 of what a write would store (kind, spec as stored, labels), without times or
+    /// version: two resources with equal digests write the same record.
+    pub fn content_digest(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(self.kind().name().as_bytes());
+        h.update([0]);
+        // Serializing a Value or a string map cannot fail; an empty slice would only make the
+        // digest weaker, never wrong, since callers compare digests made the same way.
+        h.update(serde_json::to_vec(&self.spec.to_json()).unwrap_or_default());
+        h.update([0]);
+        h.update(serde_json::to_vec(&self.meta.labels).unwrap_or_default());
+        h.finalize().into()
+    }
+
     /// Parses and structurally validates a resource written by a user, reporting every violation.
     pub fn from_universal(v: &Value) -> Result<Resource, ValidationError> {
         let mut d = Decoder::new();
