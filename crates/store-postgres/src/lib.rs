@@ -10,6 +10,7 @@ mod error;
 mod listen;
 mod open;
 mod row;
+mod rows;
 mod schema;
 mod store;
 mod write;

@@ -9,6 +9,25 @@ use meshplane_core::{
 };
 use sqlx::{Row, postgres::PgRow, types::Json};
 
+/// The record a write returns: what it wrote, with the version and times the row got.
+pub(crate) fn written(
+    key: ResourceKey,
+    spec: serde_json::Value,
+    labels: BTreeMap<String, String>,
+    owner: Option<ResourceKey>,
+    (version, creation_time, modification_time): (i64, DateTime<Utc>, DateTime<Utc>),
+) -> Record {
+    Record {
+        key,
+        version,
+        spec,
+        labels,
+        owner,
+        creation_time,
+        modification_time,
+    }
+}
+
 /// The key's three columns as bound values: (type, mesh, name).
 pub(crate) fn key_parts(key: &ResourceKey) -> (&'static str, &str, &str) {
     (key.kind.name(), key.mesh.as_str(), key.name.as_str())

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use meshplane_core::{
     model::ResourceKey,
-    store::{Record, StoreError, WriteOp, WriteResult},
+    store::{StoreError, WriteOp, WriteResult},
 };
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Row, postgres::PgRow, types::Json};
@@ -13,6 +13,7 @@ use sqlx::{PgConnection, PgPool, Row, postgres::PgRow, types::Json};
 use crate::{
     error::store_error,
     row::{self, key_parts, owner_parts},
+    rows,
 };
 
 const INSERT: &str = "INSERT INTO resources \
@@ -76,16 +77,11 @@ pub(crate) async fn write(
         .await
         .map_err(|e| store_error(e, "starting a transaction"))?;
     let mut out = Vec::with_capacity(ops.len());
-    for op in ops {
-        match apply(&mut tx, op).await {
-            Ok(r) => out.push(r),
-            Err(e) => {
-                // Dropping the transaction would roll back too, but only once the connection is
-                // next used; rolling back now releases the row locks at once.
-                let _ = tx.rollback().await;
-                return Err(e);
-            }
-        }
+    if let Err(e) = apply_all(&mut tx, ops, &mut out).await {
+        // Dropping the transaction would roll back too, but only once the connection is next
+        // used; rolling back now releases the row locks at once.
+        let _ = tx.rollback().await;
+        return Err(e);
     }
     tx.commit().await.map_err(|e| {
         store_error(
@@ -94,6 +90,45 @@ pub(crate) async fn write(
         )
     })?;
     Ok(out)
+}
+
+/// Every op in order, runs of upserts as one statement each (rows.rs). A run whose statement
+/// fails is rolled back to its savepoint and applied op by op, so the error names the op.
+async fn apply_all(
+    conn: &mut PgConnection,
+    ops: Vec<WriteOp>,
+    out: &mut Vec<WriteResult>,
+) -> Result<(), StoreError> {
+    let mut ops = std::collections::VecDeque::from(ops);
+    while !ops.is_empty() {
+        let n = rows::run_len(ops.make_contiguous());
+        if n < 2 {
+            if let Some(op) = ops.pop_front() {
+                out.push(apply(conn, op).await?);
+            }
+            continue;
+        }
+        let run: Vec<WriteOp> = ops.drain(..n).collect();
+        sqlx::query("SAVEPOINT upsert_rows")
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| store_error(e, "starting a batch of upserts"))?;
+        match rows::upsert(conn, run).await {
+            Ok(records) => out.extend(records.into_iter().map(Some)),
+            Err(rows::RunError::Retry(e, run)) => {
+                tracing::debug!(error = %e, records = run.len(), "a batch of upserts failed; applying them one by one");
+                sqlx::query("ROLLBACK TO SAVEPOINT upsert_rows")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|_| rows::RunError::Retry(e, Vec::new()).into_store_error())?;
+                for op in run {
+                    out.push(apply(conn, op).await?);
+                }
+            }
+            Err(e @ rows::RunError::Fatal(_)) => return Err(e.into_store_error()),
+        }
+    }
+    Ok(())
 }
 
 async fn apply(conn: &mut PgConnection, op: WriteOp) -> Result<WriteResult, StoreError> {
@@ -118,16 +153,7 @@ async fn apply(conn: &mut PgConnection, op: WriteOp) -> Result<WriteResult, Stor
                 .fetch_one(&mut *conn)
                 .await
                 .map_err(|e| insert_error(e, &key, owner.as_ref()))?;
-            let (version, creation_time, modification_time) = stamps(&row)?;
-            Ok(Some(Record {
-                key,
-                version,
-                spec,
-                labels,
-                owner,
-                creation_time,
-                modification_time,
-            }))
+            Ok(Some(row::written(key, spec, labels, owner, stamps(&row)?)))
         }
         WriteOp::Update {
             key,
@@ -150,16 +176,7 @@ async fn apply(conn: &mut PgConnection, op: WriteOp) -> Result<WriteResult, Stor
                     .map_err(|e| store_error(e, &format!("updating {key}")))?;
                 if let Some(row) = row {
                     let owner = row::owner(&row, &key)?;
-                    let (version, creation_time, modification_time) = stamps(&row)?;
-                    return Ok(Some(Record {
-                        key,
-                        version,
-                        spec,
-                        labels,
-                        owner,
-                        creation_time,
-                        modification_time,
-                    }));
+                    return Ok(Some(row::written(key, spec, labels, owner, stamps(&row)?)));
                 }
                 match current_version(conn, &key).await? {
                     None => return Err(StoreError::NotFound(key)),
@@ -197,16 +214,7 @@ async fn apply(conn: &mut PgConnection, op: WriteOp) -> Result<WriteResult, Stor
                 .fetch_one(&mut *conn)
                 .await
                 .map_err(|e| insert_error(e, &key, owner.as_ref()))?;
-            let (version, creation_time, modification_time) = stamps(&row)?;
-            Ok(Some(Record {
-                key,
-                version,
-                spec,
-                labels,
-                owner,
-                creation_time,
-                modification_time,
-            }))
+            Ok(Some(row::written(key, spec, labels, owner, stamps(&row)?)))
         }
         WriteOp::Delete {
             key,

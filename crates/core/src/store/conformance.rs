@@ -54,6 +54,7 @@ pub async fn run_all(store: Arc<dyn ResourceStore>) {
     snapshots(store.as_ref()).await;
     snapshots_never_tear_a_batch(store.clone()).await;
     upserts(store.as_ref()).await;
+    batched_upserts(store.as_ref()).await;
     events(store.as_ref()).await;
 }
 
@@ -541,6 +542,106 @@ pub async fn upserts(store: &dyn ResourceStore) {
     store
         .write_one(WriteOp::Delete {
             key,
+            expected_version: None,
+        })
+        .await
+        .expect("cleanup");
+}
+
+/// A batch of many upserts (the certificate manager's persisted batches): in order, a key written
+/// twice in one batch ends at its second write, a missing owner anywhere refuses the whole batch
+/// naming that record, and thousands of records in one batch are all written, each announced.
+pub async fn batched_upserts(store: &dyn ResourceStore) {
+    let owner = mesh("batched");
+    store
+        .write_one(create(owner.clone(), None))
+        .await
+        .expect("owner");
+    let key = |i: usize| secret("batched", &format!("s{i}"));
+    let up = |k: ResourceKey, v: usize, owner: &ResourceKey| WriteOp::Upsert {
+        key: k,
+        spec: secret_spec(&format!("v{v}")),
+        labels: BTreeMap::from([("n".to_string(), v.to_string())]),
+        owner: Some(owner.clone()),
+    };
+    let mut rx = store.subscribe();
+    let out = store
+        .write(vec![
+            up(key(0), 1, &owner),
+            up(key(1), 1, &owner),
+            up(key(0), 2, &owner),
+            up(key(2), 1, &owner),
+        ])
+        .await
+        .expect("a batch of upserts");
+    let versions: Vec<_> = out.iter().map(|r| r.as_ref().map(|r| r.version)).collect();
+    assert_eq!(versions, vec![Some(1), Some(1), Some(2), Some(1)]);
+    let rec = store.get(&key(0)).await.expect("get").expect("written");
+    assert_eq!(
+        out[2].as_ref(),
+        Some(&rec),
+        "the batch returns what get reads"
+    );
+    assert_eq!(
+        (rec.version, rec.spec, rec.labels["n"].as_str()),
+        (2, secret_spec("v2"), "2"),
+        "the later write of a key in one batch wins"
+    );
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+            Ok(Received::Event(e)) if e.key.mesh == "batched" => {
+                seen.push((e.key.name, e.version));
+            }
+            Ok(Received::Event(_)) => {}
+            other => panic!("expected the batch's four events, got {seen:?} then {other:?}"),
+        }
+    }
+    let names: Vec<_> = seen.iter().map(|(n, v)| format!("{n}@{v}")).collect();
+    assert_eq!(
+        names,
+        ["s0@1", "s1@1", "s0@2", "s2@1"],
+        "announced in order"
+    );
+
+    // One record without its owner refuses the batch, named; nothing of it is written.
+    let gone = mesh("batched-gone");
+    let err = store
+        .write(vec![
+            up(key(3), 1, &owner),
+            up(secret("batched-gone", "x"), 1, &gone),
+            up(key(4), 1, &owner),
+        ])
+        .await
+        .expect_err("an owner is missing");
+    match err {
+        StoreError::OwnerMissing { key: k, owner: o } => {
+            assert_eq!((k, o), (secret("batched-gone", "x"), gone));
+        }
+        other => panic!("expected OwnerMissing, got {other:?}"),
+    }
+    assert_eq!(store.get(&key(3)).await.expect("get"), None, "rolled back");
+    assert_eq!(store.get(&key(4)).await.expect("get"), None, "rolled back");
+
+    // More records than one statement takes.
+    let many: Vec<_> = (100..2600).map(|i| up(key(i), 1, &owner)).collect();
+    let out = store.write(many).await.expect("2,500 upserts");
+    assert_eq!(out.len(), 2500);
+    assert!(
+        out.iter()
+            .all(|r| r.as_ref().is_some_and(|r| r.version == 1))
+    );
+    let again: Vec<_> = (100..2600).map(|i| up(key(i), 2, &owner)).collect();
+    let out = store.write(again).await.expect("2,500 upserts again");
+    assert!(
+        out.iter()
+            .all(|r| r.as_ref().is_some_and(|r| r.version == 2))
+    );
+    let rec = store.get(&key(2599)).await.expect("get").expect("written");
+    assert_eq!((rec.version, rec.spec), (2, secret_spec("v2")));
+    store
+        .write_one(WriteOp::Delete {
+            key: owner,
             expected_version: None,
         })
         .await
