@@ -622,7 +622,10 @@ async fn the_watcher_keeps_registration_digests_as_the_store_changes() {
     // Membership rules on the Mesh: every registration is judged again.
     let mv = store_version(&store, &m).await;
     let ruled = Resource::from_universal(&json!({"type": "Mesh", "name": "m", "constraints": {"dataplaneProxy": {"requirements": [{"tags": {"kuma.io/zone": "east"}}]}}})).unwrap();
-    store.write(vec![WriteOp::update(&ruled, mv)]).await.unwrap();
+    store
+        .write(vec![WriteOp::update(&ruled, mv)])
+        .await
+        .unwrap();
     assert!(
         settles(&d2, false).await,
         "a Mesh with membership rules turns the shortcut off"

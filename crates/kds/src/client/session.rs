@@ -167,6 +167,9 @@ pub(super) async fn connect_and_sync(
         .await
         .map_err(|e| ClientError::Stream(e.to_string()))?;
 
+    // Unbounded on purpose: global bounds what it reads from us (server/session.rs), so one side
+    // must always take what the other sends or both could wait on each other. What global
+    // sends a zone is bounded by its view for the zone.
     let (in_tx, mut in_rx) = mpsc::unbounded_channel();
     let reader = tokio::spawn(async move {
         loop {

@@ -198,14 +198,16 @@ async fn session(
     }
     let mut initial_acked = false;
 
-    // A separate reader keeps draining the zone's messages even while we wait to send, so neither
-    // side can block the other.
-    let (in_tx, mut in_rx) = mpsc::unbounded_channel::<Result<Option<ZoneMessage>, Status>>();
+    // A separate reader takes the zone's messages while we wait to send. Its queue is bounded: a
+    // zone pushing faster than its pushes are applied here stops being read, and HTTP/2 flow
+    // control holds it back, so global keeps at most IN_QUEUE of its messages (not a whole
+    // fleet's reconnect) in memory. No deadlock: the zone's own reader never stops taking ours.
+    let (in_tx, mut in_rx) = mpsc::channel::<Result<Option<ZoneMessage>, Status>>(IN_QUEUE);
     let reader = tokio::spawn(async move {
         loop {
             let m = inbound.message().await;
             let end = !matches!(m, Ok(Some(_)));
-            if in_tx.send(m).is_err() || end {
+            if in_tx.send(m).await.is_err() || end {
                 break;
             }
         }
@@ -304,6 +306,9 @@ async fn session(
     tracing::debug!(zone, at = %Utc::now(), "zone stream finished");
     result
 }
+
+/// Messages from one zone read ahead of their handling.
+const IN_QUEUE: usize = 8;
 
 async fn sleep_until(at: Option<std::time::Instant>) {
     match at {
