@@ -3,7 +3,8 @@
 //! in-memory store holding D Dataplanes and their DataplaneInsights. Phases: the fleet registers
 //! (every zone writes its D dataplanes at once; timed until global holds all Z × D of each kind),
 //! then churn (1 % of dataplanes change per minute, one zone in ten disconnects and reconnects, a
-//! Mesh update every few seconds), timed per change at global's own change feed (LISTEN/NOTIFY).
+//! Mesh update every few seconds), timed per change at global's own change feed (LISTEN/NOTIFY),
+//! then global restarts under the connected fleet (internet_restart.rs).
 //!
 //! Baselines in the same run: the fleet's rows written with raw multi-row INSERTs into a fresh
 //! database (what PostgreSQL alone needs for the same rows), and Kuma's 1 s KDS refresh interval
@@ -29,8 +30,9 @@ use tokio::time::Instant;
 
 use crate::{
     env::{CpuScope, CpuTimes, Env, migrated_db, rss_of},
+    internet_restart,
     internet_tables::{Measured, table},
-    kds_world::LightZone,
+    kds_world::{self, LightZone},
     mesh::{dataplane, resource},
     procs::CpProc,
 };
@@ -259,7 +261,11 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<Vec<crate::report::Tab
         .put(&format!("/meshes/{MESH}"), &mesh_body(seq))
         .await?;
     let ca_pem = std::fs::read(g.work.join("kds-ca.pem")).context("global's kds-ca.pem")?;
-    let url = format!("grpcs://127.0.0.1:{}", g.kds_port);
+    // Every zone dials global through one counting proxy (bytes of the registration and of the
+    // restart's resync).
+    let (proxy_addr, bytes, proxy_task) =
+        kds_world::proxy(std::net::SocketAddr::from(([127, 0, 0, 1], g.kds_port))).await?;
+    let url = format!("grpcs://127.0.0.1:{}", proxy_addr.port());
     let mut tokens = Vec::with_capacity(p.zones);
     for z in 0..p.zones {
         let name = format!("zone-{z}");
@@ -285,6 +291,7 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<Vec<crate::report::Tab
         z.wait_synced(Duration::from_secs(120)).await?;
     }
     let idle_rss = rss_of(&gpid)?;
+    bytes.reset();
     eprintln!(
         "  internet-scale: {} zones synced; registering {} dataplanes each",
         p.zones, p.per_zone
@@ -315,6 +322,7 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<Vec<crate::report::Tab
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let register_secs = started.elapsed().as_secs_f64();
+    let register_bytes = bytes.get();
     let cpu1 = CpuTimes::now(&gpid, &scope).await.since(&cpu0);
     let w1 = write_stats(&mut pg, &db.name).await?;
     let complete = reached.0 >= total && reached.1 >= total;
@@ -444,7 +452,19 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<Vec<crate::report::Tab
             .map_err(|_| anyhow::anyhow!("feed lock poisoned"))?;
         (f.lags_ms.clone(), f.deletes, f.resyncs, f.pending.len())
     };
+
+    // Phase 3: global restarts under the connected fleet.
+    eprintln!("  internet-scale: restarting global");
+    let restart =
+        internet_restart::restart_global(&mut g, &mut zones, &bytes, p.register_limit).await?;
+    let held_after_restart = counts(&mut pg).await?;
+    let restart_deletes = feed
+        .lock()
+        .map_err(|_| anyhow::anyhow!("feed lock poisoned"))?
+        .deletes
+        - deletes;
     feed_task.abort();
+    proxy_task.abort();
     for w in watchers {
         w.abort();
     }
@@ -484,5 +504,9 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<Vec<crate::report::Tab
         mesh_updates: updates.len(),
         put_ms,
         mesh_missing,
+        register_bytes,
+        restart,
+        held_after_restart,
+        restart_deletes,
     })])
 }

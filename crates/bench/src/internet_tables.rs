@@ -5,6 +5,7 @@ use serde_json::json;
 
 use crate::{
     internet::Params,
+    internet_restart::Restart,
     report::{Row, Stat, Table, Verdict, percentile},
 };
 
@@ -42,6 +43,12 @@ pub struct Measured {
     pub put_ms: Vec<f64>,
     /// (update, online zone) pairs that never arrived.
     pub mesh_missing: usize,
+    /// Bytes through the proxy while the fleet registered (zone → global, back).
+    pub register_bytes: (u64, u64),
+    pub restart: Restart,
+    /// Dataplanes and insights global held after its restart.
+    pub held_after_restart: (i64, i64),
+    pub restart_deletes: u64,
 }
 
 const MB: f64 = 1024.0 * 1024.0;
@@ -216,6 +223,65 @@ pub fn table(m: &Measured) -> Table {
         )
         .target("0", Verdict::from_bool(m.deletes == 0)),
     );
+    let r = &m.restart;
+    t.rows.push(
+        Row::new(
+            "global restart (SIGTERM, same database): every zone in sync again",
+            "s",
+            one(r.resynced_secs),
+        )
+        .beside(one(r.ready_secs), "s until /readyz")
+        .target(
+            format!("< 30 s, all {} zones", p.zones),
+            Verdict::from_bool(r.zones_resynced == p.zones && r.resynced_secs < 30.0),
+        ),
+    );
+    let (ru, rd) = m.register_bytes;
+    t.rows.push(
+        Row::new(
+            "global restart: bytes zones ↔ global until 5 s after the last resync",
+            "MiB",
+            one((r.up_bytes + r.down_bytes) as f64 / MB),
+        )
+        .baseline(
+            one((ru + rd) as f64 / MB),
+            "the fleet's registration (every record sent once)",
+        )
+        .target(
+            "proportional to what changed (nothing did), not to the fleet",
+            Verdict::Info,
+        ),
+    );
+    t.rows.push(
+        Row::new(
+            "global restart: of which an idle fleet moves in the same time",
+            "MiB",
+            one(r.idle_bytes / MB),
+        )
+        .beside(one(r.span_secs), "s measured"),
+    );
+    t.rows.push(
+        Row::new(
+            "global restart: dataplanes / insights held after it",
+            "rows",
+            one(m.held_after_restart.0 as f64),
+        )
+        .beside(one(m.held_after_restart.1 as f64), "insights")
+        .target(
+            format!("{total} of each"),
+            Verdict::from_bool(
+                m.held_after_restart.0 as f64 >= total && m.held_after_restart.1 as f64 >= total,
+            ),
+        ),
+    );
+    t.rows.push(
+        Row::new(
+            "global restart: deletes of zone resources seen at global",
+            "deletes",
+            one(m.restart_deletes as f64),
+        )
+        .target("0", Verdict::from_bool(m.restart_deletes == 0)),
+    );
     t.note(format!(
         "Global: the real meshplane-global binary on PostgreSQL (fsync on). Zones: {} real sync clients in the \
          bench process, each with an in-memory store, over TLS on loopback. Registration: every zone writes its \
@@ -235,8 +301,8 @@ pub fn table(m: &Measured) -> Table {
         m.resyncs
     ));
     t.note(
-        "Not measured yet (issue 12): two global replicas and kill -9 of one, global restart resync time and \
-         bytes, a zone reconnecting after 5 minutes offline.",
+        "Not measured yet (issue 12): two global replicas and kill -9 of one, a zone reconnecting after 5 \
+         minutes offline.",
     );
     t.extra = json!({
         "zones": p.zones, "per_zone": p.per_zone, "lags_ms": m.lags_ms, "mesh_ms": m.mesh_ms,

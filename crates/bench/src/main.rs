@@ -13,6 +13,7 @@ mod env;
 mod fleet;
 mod fleet_tables;
 mod internet;
+mod internet_restart;
 mod internet_tables;
 mod issue;
 mod kds_prop;

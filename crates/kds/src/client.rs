@@ -64,6 +64,9 @@ pub struct SyncStatus {
     /// The initial reconcile of some connection was applied: the zone holds global's state.
     pub synced_once: bool,
     pub connects: u64,
+    /// The number (as `connects` counts) of the last connection whose initial reconcile was
+    /// applied: equal to `connects` once the current connection is in sync.
+    pub synced_connection: u64,
     pub last_error: Option<String>,
     /// When `last_error` happened.
     pub last_error_time: Option<chrono::DateTime<chrono::Utc>>,

@@ -191,7 +191,10 @@ pub(super) async fn connect_and_sync(
                     status.send_modify(|s| s.last_sync = Some(chrono::Utc::now()));
                     match handled {
                         Inbound::InitialDone => {
-                            status.send_modify(|s| s.synced_once = true);
+                            status.send_modify(|s| {
+                                s.synced_once = true;
+                                s.synced_connection = s.connects;
+                            });
                             tracing::info!(zone = %cfg.zone, "in sync with global");
                         }
                         Inbound::Nothing if initial => {}
