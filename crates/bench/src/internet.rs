@@ -48,6 +48,9 @@ pub struct Params {
     pub mesh_every: Duration,
     /// How long the fleet may take to reach global before the run reports how far it got.
     pub register_limit: Duration,
+    /// How long zone 1 stays offline during churn (its changes meanwhile are reconciled when it
+    /// returns); churn lasts at least this plus 15 s.
+    pub offline: Duration,
 }
 
 impl Params {
@@ -59,6 +62,7 @@ impl Params {
                 churn: Duration::from_secs(15),
                 mesh_every: Duration::from_secs(2),
                 register_limit: Duration::from_secs(120),
+                offline: Duration::from_secs(10),
             }
         } else {
             Self {
@@ -67,6 +71,7 @@ impl Params {
                 churn: Duration::from_secs(60),
                 mesh_every: Duration::from_secs(5),
                 register_limit: Duration::from_secs(1800),
+                offline: Duration::from_secs(300),
             }
         }
     }
@@ -115,6 +120,19 @@ async fn register(zone: usize, store: Arc<dyn ResourceStore>, n: usize) -> anyho
 }
 
 /// Rows of each zone-origin kind global holds.
+/// Zone 1's long time offline during churn, and its return.
+#[derive(Clone, Debug, Default)]
+pub struct LongOffline {
+    pub down_at: Option<Instant>,
+    pub back_at: Option<Instant>,
+    /// When it was in sync with global again.
+    pub synced_at: Option<Instant>,
+    /// Through its own proxy from its return until SETTLE after it was in sync: (up, down).
+    pub bytes: Option<(u64, u64)>,
+    /// Insight changes made in its store while it was offline.
+    pub changes_offline: usize,
+}
+
 async fn counts(pg: &mut sqlx::PgConnection) -> anyhow::Result<(i64, i64)> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT type, count(*) FROM resources WHERE type IN ('Dataplane', 'DataplaneInsight') GROUP BY type",
@@ -266,6 +284,12 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<Vec<crate::report::Tab
     let (proxy_addr, bytes, proxy_task) =
         kds_world::proxy(std::net::SocketAddr::from(([127, 0, 0, 1], g.kds_port))).await?;
     let url = format!("grpcs://127.0.0.1:{}", proxy_addr.port());
+    // Zone 1 goes offline for a long while during churn; its own proxy counts its reconcile.
+    let (long_addr, long_bytes, long_task) =
+        kds_world::proxy(std::net::SocketAddr::from(([127, 0, 0, 1], g.kds_port))).await?;
+    let long_url = format!("grpcs://127.0.0.1:{}", long_addr.port());
+    const LONG: usize = 1;
+    let url_of = |z: usize| if z == LONG { &long_url } else { &url };
     let mut tokens = Vec::with_capacity(p.zones);
     for z in 0..p.zones {
         let name = format!("zone-{z}");
@@ -278,10 +302,10 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<Vec<crate::report::Tab
         tokens.push((name, file));
     }
     let mut zones = Vec::with_capacity(p.zones);
-    for (name, file) in &tokens {
+    for (z, (name, file)) in tokens.iter().enumerate() {
         zones.push(LightZone::start(
             name,
-            &url,
+            url_of(z),
             file.clone(),
             &ca_pem,
             LightZone::memory(),
@@ -361,9 +385,39 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<Vec<crate::report::Tab
     let churn_start = Instant::now();
     let (mut down, mut back) = (false, false);
     let (mut down_at, mut back_at) = (None::<Instant>, None::<Instant>);
+    let churn = p.churn.max(p.offline + Duration::from_secs(15));
+    let mut long = LongOffline::default();
     let w2 = write_stats(&mut pg, &db.name).await?;
-    while churn_start.elapsed() < p.churn {
+    while churn_start.elapsed() < churn {
         let el = churn_start.elapsed();
+        if p.zones > LONG {
+            if long.down_at.is_none() {
+                zones[LONG].stop().await;
+                long.down_at = Some(Instant::now());
+            } else if long.back_at.is_none() && el >= p.offline {
+                let store = zones[LONG].store.clone();
+                long_bytes.reset();
+                zones[LONG] = LightZone::start(
+                    &tokens[LONG].0,
+                    &long_url,
+                    tokens[LONG].1.clone(),
+                    &ca_pem,
+                    store,
+                );
+                watchers.push(watch_mesh(LONG, zones[LONG].store.clone(), seen.clone()));
+                long.back_at = Some(Instant::now());
+            } else if long.back_at.is_some()
+                && long.synced_at.is_none()
+                && zones[LONG].status.borrow().synced_once
+            {
+                long.synced_at = Some(Instant::now());
+            } else if let Some(at) = long.synced_at
+                && long.bytes.is_none()
+                && at.elapsed() >= internet_restart::SETTLE
+            {
+                long.bytes = Some(long_bytes.get());
+            }
+        }
         if !down && el >= p.churn / 4 {
             for &z in &flappers {
                 zones[z].stop().await;
@@ -396,7 +450,11 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<Vec<crate::report::Tab
         let k = carry.floor() as usize;
         carry -= k as f64;
         for (z, zone) in zones.iter().enumerate() {
-            let offline = down && !back && flappers.contains(&z);
+            let long_offline = z == LONG && long.down_at.is_some() && long.back_at.is_none();
+            let offline = (down && !back && flappers.contains(&z)) || long_offline;
+            if long_offline {
+                long.changes_offline += k;
+            }
             for j in 0..k {
                 let i = (tick as usize * 7919 + j * 104_729) % p.per_zone;
                 let [_, insight] = fleet_ops(z, i, tick)?;
@@ -422,9 +480,14 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<Vec<crate::report::Tab
         // A zone that was offline when the update was made receives it on reconnect: that is
         // resync, not propagation, and is left out here.
         let offline = |z: usize, at: Instant| {
-            flappers.contains(&z)
-                && down_at.is_some_and(|d| at >= d)
-                && back_at.is_none_or(|b| at <= b)
+            let (down_at, back_at) = if z == LONG {
+                (long.down_at, long.back_at)
+            } else if flappers.contains(&z) {
+                (down_at, back_at)
+            } else {
+                return false;
+            };
+            down_at.is_some_and(|d| at >= d) && back_at.is_none_or(|b| at <= b)
         };
         for (sq, at) in &updates {
             for z in 0..p.zones {
@@ -465,6 +528,7 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<Vec<crate::report::Tab
         - deletes;
     feed_task.abort();
     proxy_task.abort();
+    long_task.abort();
     for w in watchers {
         w.abort();
     }
@@ -508,5 +572,6 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<Vec<crate::report::Tab
         restart,
         held_after_restart,
         restart_deletes,
+        long,
     })])
 }

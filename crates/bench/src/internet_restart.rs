@@ -30,7 +30,7 @@ pub struct Restart {
 
 /// The upstream half (each zone's reconcile of what global holds of it) ends after the
 /// downstream one; its bytes are counted for this long after the last zone resynced.
-const SETTLE: Duration = Duration::from_secs(5);
+pub const SETTLE: Duration = Duration::from_secs(5);
 const IDLE: Duration = Duration::from_secs(5);
 
 pub async fn restart_global(

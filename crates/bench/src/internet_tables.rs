@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::{
-    internet::Params,
+    internet::{LongOffline, Params},
     internet_restart::Restart,
     report::{Row, Stat, Table, Verdict, percentile},
 };
@@ -49,6 +49,7 @@ pub struct Measured {
     /// Dataplanes and insights global held after its restart.
     pub held_after_restart: (i64, i64),
     pub restart_deletes: u64,
+    pub long: LongOffline,
 }
 
 const MB: f64 = 1024.0 * 1024.0;
@@ -223,6 +224,40 @@ pub fn table(m: &Measured) -> Table {
         )
         .target("0", Verdict::from_bool(m.deletes == 0)),
     );
+    let l = &m.long;
+    let offline_secs = match (l.down_at, l.back_at) {
+        (Some(d), Some(b)) => (b - d).as_secs_f64(),
+        _ => 0.0,
+    };
+    let reconcile = match (l.back_at, l.synced_at) {
+        (Some(b), Some(s)) => Some(Stat::single((s - b).as_secs_f64())),
+        _ => None,
+    };
+    t.rows.push(
+        Row::new(
+            format!("zone 1 back after {offline_secs:.0} s offline: in sync again"),
+            "s",
+            reconcile,
+        )
+        .beside(one(l.changes_offline as f64), "changes made while offline")
+        .target(
+            "reconciled (time and bytes printed)",
+            Verdict::from_bool(l.synced_at.is_some()),
+        ),
+    );
+    if let Some((u, d)) = l.bytes {
+        t.rows.push(
+            Row::new(
+                "zone 1 back: bytes zone ↔ global until 5 s after it was in sync",
+                "KiB",
+                one((u + d) as f64 / 1024.0),
+            )
+            .baseline(
+                one((m.register_bytes.0 + m.register_bytes.1) as f64 / 1024.0 / p.zones as f64),
+                "one zone's share of the fleet's registration",
+            ),
+        );
+    }
     let r = &m.restart;
     t.rows.push(
         Row::new(
@@ -300,10 +335,7 @@ pub fn table(m: &Measured) -> Table {
         m.mesh_ms.len(),
         m.resyncs
     ));
-    t.note(
-        "Not measured yet (issue 12): two global replicas and kill -9 of one, a zone reconnecting after 5 \
-         minutes offline.",
-    );
+    t.note("Not measured yet (issue 12): two global replicas and kill -9 of one.");
     t.extra = json!({
         "zones": p.zones, "per_zone": p.per_zone, "lags_ms": m.lags_ms, "mesh_ms": m.mesh_ms,
         "idle_rss": m.idle_rss, "rss_full": m.rss_full, "db_bytes": m.db_bytes,

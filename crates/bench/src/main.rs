@@ -61,6 +61,9 @@ struct Cli {
     /// internet-scale: dataplanes per zone (default 10,000; quick: 500; all: 1,000).
     #[arg(long, global = true, value_name = "D")]
     dataplanes_per_zone: Option<usize>,
+    /// internet-scale: seconds zone 1 stays offline during churn (default 300; quick: 10; all: 60).
+    #[arg(long, global = true, value_name = "SECONDS")]
+    offline_secs: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -206,6 +209,10 @@ async fn run_one(env: &Env, s: Scenario, quick: bool, cli: &Cli) -> anyhow::Resu
             let mut p = internet::Params::new(quick);
             if all_size && !quick {
                 p.per_zone = 1_000;
+                p.offline = std::time::Duration::from_secs(60);
+            }
+            if let Some(secs) = cli.offline_secs {
+                p.offline = std::time::Duration::from_secs(secs);
             }
             if let Some(z) = cli.zones {
                 p.zones = z;
