@@ -380,36 +380,27 @@ impl Tokens {
         kind: TokenKind,
         token: &str,
     ) -> Result<Verified<C>, TokenError> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
-        if header.alg != Algorithm::ES256 {
-            return Err(TokenError::Malformed(format!(
-                "unsupported algorithm {:?}",
-                header.alg
-            )));
-        }
-        let kid_text = header.kid.unwrap_or_default();
-        let kid: u32 = kid_text
-            .parse()
-            .map_err(|_| TokenError::UnknownKey(kid_text.clone()))?;
-        let key = self.decoding_key(kind, kid, &kid_text).await?;
-        let mut v = Validation::new(Algorithm::ES256);
-        v.leeway = 30;
-        v.validate_nbf = true;
-        v.required_spec_claims = ["exp", "nbf", "jti"]
-            .into_iter()
-            .map(String::from)
-            .collect();
-        let data = jsonwebtoken::decode::<Envelope<C>>(token, key.as_ref(), &v).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind;
-            match e.kind() {
-                ErrorKind::ExpiredSignature => TokenError::Expired,
-                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-                ErrorKind::InvalidSignature => TokenError::BadSignature,
-                other => TokenError::Malformed(format!("{other:?}")),
+        use sha2::{Digest, Sha256};
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let (cached, generation) = self.cache.signed(kind, &digest);
+        let payload = match cached {
+            Some(p) => p,
+            None => {
+                let p: Arc<str> = self.verify_signature(kind, token).await?.into();
+                self.cache.put_signed(kind, digest, p.clone(), generation);
+                p
             }
-        })?;
-        let env = data.claims;
+        };
+        let env: Envelope<C> =
+            serde_json::from_str(&payload).map_err(|e| TokenError::Malformed(e.to_string()))?;
+        // On every use: a signature checked earlier does not keep an expired token valid.
+        let now = Utc::now().timestamp();
+        if env.exp < now - LEEWAY_SECS {
+            return Err(TokenError::Expired);
+        }
+        if env.nbf > now + LEEWAY_SECS {
+            return Err(TokenError::NotYetValid);
+        }
         if env.typ != kind.prefix() {
             return Err(TokenError::WrongType {
                 expected: kind.prefix(),
@@ -425,7 +416,45 @@ impl Tokens {
             expires_at: env.exp,
         })
     }
+
+    /// Checks the token's signature and time claims; returns its payload as JSON text.
+    async fn verify_signature(&self, kind: TokenKind, token: &str) -> Result<String, TokenError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
+        if header.alg != Algorithm::ES256 {
+            return Err(TokenError::Malformed(format!(
+                "unsupported algorithm {:?}",
+                header.alg
+            )));
+        }
+        let kid_text = header.kid.unwrap_or_default();
+        let kid: u32 = kid_text
+            .parse()
+            .map_err(|_| TokenError::UnknownKey(kid_text.clone()))?;
+        let key = self.decoding_key(kind, kid, &kid_text).await?;
+        let mut v = Validation::new(Algorithm::ES256);
+        v.leeway = LEEWAY_SECS as u64;
+        v.validate_nbf = true;
+        v.required_spec_claims = ["exp", "nbf", "jti"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let data =
+            jsonwebtoken::decode::<serde_json::Value>(token, key.as_ref(), &v).map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                match e.kind() {
+                    ErrorKind::ExpiredSignature => TokenError::Expired,
+                    ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+                    ErrorKind::InvalidSignature => TokenError::BadSignature,
+                    other => TokenError::Malformed(format!("{other:?}")),
+                }
+            })?;
+        Ok(data.claims.to_string())
+    }
 }
+
+/// Clock skew tolerated on `exp` and `nbf`.
+const LEEWAY_SECS: i64 = 30;
 
 /// The id (`jti`) of a token, read without verifying it (to revoke a token one holds).
 pub fn token_id(token: &str) -> Result<String, TokenError> {
@@ -487,6 +516,53 @@ mod tests {
             t.verify::<ZoneClaims>(TokenKind::Zone, &tok).await,
             Err(TokenError::Revoked)
         );
+    }
+
+    /// A token whose signature was verified once is answered from the cache, and its time claims
+    /// are still judged on every use.
+    #[tokio::test]
+    async fn a_verified_token_is_cached_and_still_expires() {
+        let t = tokens();
+        let claims = ZoneClaims {
+            zone: "east".into(),
+            scope: vec!["cp".into()],
+        };
+        let tok = t
+            .issue(TokenKind::Zone, claims.clone(), Duration::from_secs(60))
+            .await
+            .expect("issue");
+        t.verify::<ZoneClaims>(TokenKind::Zone, &tok)
+            .await
+            .expect("valid");
+        use sha2::{Digest, Sha256};
+        let digest: [u8; 32] = Sha256::digest(tok.as_bytes()).into();
+        let (cached, generation) = t.cache.signed(TokenKind::Zone, &digest);
+        let payload = cached.expect("the verified payload is cached");
+        // The cached payload as it will be in two minutes: expired beyond the leeway.
+        let mut env: serde_json::Value = serde_json::from_str(&payload).expect("json");
+        env["exp"] = serde_json::json!(Utc::now().timestamp() - LEEWAY_SECS - 1);
+        t.cache
+            .put_signed(TokenKind::Zone, digest, env.to_string().into(), generation);
+        assert_eq!(
+            t.verify::<ZoneClaims>(TokenKind::Zone, &tok).await,
+            Err(TokenError::Expired)
+        );
+        env["exp"] = serde_json::json!(Utc::now().timestamp() + 60);
+        env["nbf"] = serde_json::json!(Utc::now().timestamp() + LEEWAY_SECS + 5);
+        t.cache
+            .put_signed(TokenKind::Zone, digest, env.to_string().into(), generation);
+        assert_eq!(
+            t.verify::<ZoneClaims>(TokenKind::Zone, &tok).await,
+            Err(TokenError::NotYetValid)
+        );
+        // A tampered token is not the cached one: its signature is checked and refused.
+        let mut forged = tok.clone();
+        forged.pop();
+        forged.push(if tok.ends_with('A') { 'B' } else { 'A' });
+        assert!(matches!(
+            t.verify::<ZoneClaims>(TokenKind::Zone, &forged).await,
+            Err(TokenError::BadSignature | TokenError::Malformed(_))
+        ));
     }
 
     #[tokio::test]

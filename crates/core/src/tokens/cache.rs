@@ -2,6 +2,11 @@
 //! calls until a GlobalSecret changes: without it every Register and every identity stream of a
 //! fleet costs several store reads, a decryption and a key parse.
 //!
+//! It also keeps the payloads of tokens whose signature verified, by family and SHA-256 of the
+//! token: a dataplane presents its token on Register and on every stream, and hashing it costs a
+//! small fraction of an ECDSA verification. Time claims and the revocation list are still checked
+//! on every use.
+//!
 //! The store's change events invalidate it: any GlobalSecret event, a resync (events may have been
 //! missed, as when PostgreSQL's LISTEN connection dropped) or a closed store clears everything. A
 //! change made by another replica is seen once its notification arrives (milliseconds), the same
@@ -35,7 +40,11 @@ struct State {
     closed: bool,
     keys: HashMap<(TokenKind, u32), Arc<DecodingKey>>,
     revoked: HashMap<TokenKind, Arc<HashSet<String>>>,
+    signed: HashMap<(TokenKind, [u8; 32]), Arc<str>>,
 }
+
+/// Most verified tokens kept; past it the map starts afresh (a zone's fleet is well below it).
+const MAX_SIGNED: usize = 200_000;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -101,6 +110,28 @@ impl VerifyCache {
         }
     }
 
+    pub(super) fn signed(&self, kind: TokenKind, digest: &[u8; 32]) -> (Option<Arc<str>>, u64) {
+        let generation = self.catch_up();
+        let s = lock(&self.state);
+        (s.signed.get(&(kind, *digest)).cloned(), generation)
+    }
+
+    pub(super) fn put_signed(
+        &self,
+        kind: TokenKind,
+        digest: [u8; 32],
+        payload: Arc<str>,
+        generation: u64,
+    ) {
+        let mut s = lock(&self.state);
+        if s.generation == generation && !s.closed {
+            if s.signed.len() >= MAX_SIGNED {
+                s.signed.clear();
+            }
+            s.signed.insert((kind, digest), payload);
+        }
+    }
+
     pub(super) fn revoked(&self, kind: TokenKind) -> (Option<Arc<HashSet<String>>>, u64) {
         let generation = self.catch_up();
         let s = lock(&self.state);
@@ -120,5 +151,6 @@ impl State {
         self.generation += 1;
         self.keys.clear();
         self.revoked.clear();
+        self.signed.clear();
     }
 }
