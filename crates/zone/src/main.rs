@@ -1,6 +1,10 @@
 //! `meshplane-zone`: the zone control plane binary.
 #![forbid(unsafe_code)]
 
+// glibc's malloc spent a third of the zone's CPU serving a fleet (docs/benchmarks.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     if rustls::crypto::aws_lc_rs::default_provider()
         .install_default()
