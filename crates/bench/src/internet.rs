@@ -38,6 +38,8 @@ use crate::{
 };
 
 pub const MESH: &str = "default";
+/// An idle backend publishes its counters up to 10 s late (PostgreSQL's PGSTAT_IDLE_INTERVAL).
+const STATS_SETTLE: Duration = Duration::from_secs(11);
 const LABEL: &str = "bench-seq";
 
 #[derive(Clone, Debug)]
@@ -152,6 +154,12 @@ async fn write_stats(pg: &mut sqlx::PgConnection, db: &str) -> anyhow::Result<(i
     .fetch_one(&mut *pg)
     .await?;
     Ok((tx, rows))
+}
+
+/// `write_stats` once every backend has published what it did (an idle one may wait 10 s).
+async fn settled_write_stats(pg: &mut sqlx::PgConnection, db: &str) -> anyhow::Result<(i64, i64)> {
+    tokio::time::sleep(STATS_SETTLE).await;
+    write_stats(pg, db).await
 }
 
 async fn db_size(pg: &mut sqlx::PgConnection, db: &str) -> anyhow::Result<i64> {
@@ -348,7 +356,7 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<Vec<crate::report::Tab
     let register_secs = started.elapsed().as_secs_f64();
     let register_bytes = bytes.get();
     let cpu1 = CpuTimes::now(&gpid, &scope).await.since(&cpu0);
-    let w1 = write_stats(&mut pg, &db.name).await?;
+    let w1 = settled_write_stats(&mut pg, &db.name).await?;
     let complete = reached.0 >= total && reached.1 >= total;
     eprintln!(
         "  internet-scale: global holds {} / {} dataplanes, {} insights after {register_secs:.1} s",
@@ -470,7 +478,7 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<Vec<crate::report::Tab
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let churn_secs = churn_start.elapsed().as_secs_f64();
-    let w3 = write_stats(&mut pg, &db.name).await?;
+    let w3 = settled_write_stats(&mut pg, &db.name).await?;
     let mut mesh_missing = 0usize;
     let mesh_ms: Vec<f64> = {
         let s = seen
