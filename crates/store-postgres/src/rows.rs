@@ -13,6 +13,9 @@ use crate::{
     row::{self, key_parts, owner_parts},
 };
 
+/// A written row's version, creation and modification times.
+type Stamps = (i64, DateTime<Utc>, DateTime<Utc>);
+
 /// Most rows in one statement: a run is cut here so a statement's parameters stay modest.
 pub(crate) const MAX_ROWS: usize = 1000;
 
@@ -97,8 +100,7 @@ pub(crate) async fn upsert(
         Ok(rows) => rows,
         Err(e) => return Err(RunError::Retry(e, run)),
     };
-    let mut stamps: HashMap<(String, String, String), (i64, DateTime<Utc>, DateTime<Utc>)> =
-        HashMap::with_capacity(n);
+    let mut stamps: HashMap<(String, String, String), Stamps> = HashMap::with_capacity(n);
     for row in &rows {
         let read = || -> Result<_, sqlx::Error> {
             Ok((
