@@ -4,7 +4,8 @@
 //! (every zone writes its D dataplanes at once; timed until global holds all Z × D of each kind),
 //! then churn (1 % of dataplanes change per minute, one zone in ten disconnects and reconnects, a
 //! Mesh update every few seconds), timed per change at global's own change feed (LISTEN/NOTIFY),
-//! then global restarts under the connected fleet (internet_restart.rs).
+//! then global restarts under the connected fleet, then a second replica takes half of the zones
+//! and is killed with kill -9 (internet_restart.rs).
 //!
 //! Baselines in the same run: the fleet's rows written with raw multi-row INSERTs into a fresh
 //! database (what PostgreSQL alone needs for the same rows), and Kuma's 1 s KDS refresh interval
@@ -80,7 +81,7 @@ impl Params {
 }
 
 /// Dataplane `i` of `zone` and its insight, as the zone's store holds them.
-fn fleet_ops(zone: usize, i: usize, seq: u32) -> anyhow::Result<[WriteOp; 2]> {
+pub(crate) fn fleet_ops(zone: usize, i: usize, seq: u32) -> anyhow::Result<[WriteOp; 2]> {
     let mut dp = dataplane(MESH, i);
     dp["name"] = json!(format!("z{zone}-dp-{i}"));
     let dp = resource(&dp)?;
@@ -289,12 +290,10 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<Vec<crate::report::Tab
     let ca_pem = std::fs::read(g.work.join("kds-ca.pem")).context("global's kds-ca.pem")?;
     // Every zone dials global through one counting proxy (bytes of the registration and of the
     // restart's resync).
-    let (proxy_addr, bytes, proxy_task) =
-        kds_world::proxy(std::net::SocketAddr::from(([127, 0, 0, 1], g.kds_port))).await?;
+    let (proxy_addr, bytes, proxy_task) = kds_world::proxy(vec![g.kds_addr()]).await?;
     let url = format!("grpcs://127.0.0.1:{}", proxy_addr.port());
     // Zone 1 goes offline for a long while during churn; its own proxy counts its reconcile.
-    let (long_addr, long_bytes, long_task) =
-        kds_world::proxy(std::net::SocketAddr::from(([127, 0, 0, 1], g.kds_port))).await?;
+    let (long_addr, long_bytes, long_task) = kds_world::proxy(vec![g.kds_addr()]).await?;
     let long_url = format!("grpcs://127.0.0.1:{}", long_addr.port());
     const LONG: usize = 1;
     let url_of = |z: usize| if z == LONG { &long_url } else { &url };
@@ -529,11 +528,29 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<Vec<crate::report::Tab
     let restart =
         internet_restart::restart_global(&mut g, &mut zones, &bytes, p.register_limit).await?;
     let held_after_restart = counts(&mut pg).await?;
-    let restart_deletes = feed
-        .lock()
-        .map_err(|_| anyhow::anyhow!("feed lock poisoned"))?
-        .deletes
-        - deletes;
+    let deletes_seen = || -> anyhow::Result<u64> {
+        Ok(feed
+            .lock()
+            .map_err(|_| anyhow::anyhow!("feed lock poisoned"))?
+            .deletes)
+    };
+    let restart_deletes = deletes_seen()? - deletes;
+
+    // Phase 4: a second replica, half of the zones on it, kill -9.
+    eprintln!("  internet-scale: a second replica takes half of the zones, then kill -9");
+    let before_failover = deletes_seen()?;
+    let failover = internet_restart::replica_failover(
+        env,
+        &g,
+        &mut zones,
+        &tokens,
+        &ca_pem,
+        &mut pg,
+        p.register_limit,
+    )
+    .await?;
+    let held_after_failover = counts(&mut pg).await?;
+    let failover_deletes = deletes_seen()? - before_failover;
     feed_task.abort();
     proxy_task.abort();
     long_task.abort();
@@ -581,5 +598,8 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<Vec<crate::report::Tab
         held_after_restart,
         restart_deletes,
         long,
+        failover,
+        held_after_failover,
+        failover_deletes,
     })])
 }

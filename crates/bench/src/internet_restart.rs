@@ -1,13 +1,21 @@
-//! internet-scale, phase 3: global restarts (SIGTERM, then the same binary, database and ports)
-//! with the whole fleet connected; timed until every zone has reconnected and applied global's
-//! first reconcile, with the bytes both ways through the counting proxy every zone dials.
+//! internet-scale, phases 3 and 4. Phase 3: global restarts (SIGTERM, then the same binary,
+//! database and ports) with the whole fleet connected; timed until every zone has reconnected and
+//! applied global's first reconcile, with the bytes both ways through the counting proxy every zone
+//! dials. Phase 4: a second replica on the same database takes half of the zones (they dial it
+//! through a load balancer that fails over to the first), is killed with kill -9, and its zones
+//! are timed until they are in sync on the first replica, with a change each made right after the
+//! kill checked at global.
 
 use std::time::Duration;
 
 use std::time::Instant;
 
+use anyhow::Context;
+
 use crate::{
-    kds_world::{Counter, LightZone},
+    env::Env,
+    internet::fleet_ops,
+    kds_world::{self, Counter, LightZone},
     procs::CpProc,
 };
 
@@ -67,5 +75,103 @@ pub async fn restart_global(
     (out.up_bytes, out.down_bytes) = counter.get();
     out.span_secs = t0.elapsed().as_secs_f64();
     out.idle_bytes = idle_rate * out.span_secs;
+    Ok(out)
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Failover {
+    /// Zones moved to the second replica, and how many of them it served before the kill.
+    pub moved: usize,
+    pub on_second: usize,
+    /// From kill -9 until every moved zone was in sync on the first replica.
+    pub resynced_secs: f64,
+    pub resynced: usize,
+    /// Changes the moved zones made right after the kill that global holds.
+    pub changes_held: i64,
+}
+
+/// The insight sequence that marks the changes made right after the kill.
+const MARK: u32 = 4_242_424;
+
+pub async fn replica_failover(
+    env: &Env,
+    first: &CpProc,
+    zones: &mut [LightZone],
+    tokens: &[(String, std::path::PathBuf)],
+    ca_pem: &[u8],
+    pg: &mut sqlx::PgConnection,
+    limit: Duration,
+) -> anyhow::Result<Failover> {
+    let mut second = first.replica(env, "internet-global-b").await?;
+    let (lb, _, lb_task) = kds_world::proxy(vec![second.kds_addr(), first.kds_addr()]).await?;
+    let lb_url = format!("grpcs://127.0.0.1:{}", lb.port());
+    let first_instance = zones
+        .first()
+        .and_then(|z| z.status.borrow().global_instance.clone())
+        .context("zone 0 has no global instance")?;
+    let moved: Vec<usize> = (zones.len() / 2..zones.len()).collect();
+    for &z in &moved {
+        zones[z].stop().await;
+        let store = zones[z].store.clone();
+        zones[z] = LightZone::start(&tokens[z].0, &lb_url, tokens[z].1.clone(), ca_pem, store);
+    }
+    for &z in &moved {
+        zones[z].wait_synced(limit).await?;
+    }
+    let mut out = Failover {
+        moved: moved.len(),
+        on_second: moved
+            .iter()
+            .filter(|&&z| {
+                zones[z]
+                    .status
+                    .borrow()
+                    .global_instance
+                    .as_ref()
+                    .is_some_and(|i| *i != first_instance)
+            })
+            .count(),
+        ..Failover::default()
+    };
+    let before: Vec<u64> = moved
+        .iter()
+        .map(|&z| zones[z].status.borrow().connects)
+        .collect();
+    let t0 = Instant::now();
+    second.kill().await?;
+    for &z in &moved {
+        let [_, insight] = fleet_ops(z, 0, MARK)?;
+        zones[z].store.write(vec![insight]).await?;
+    }
+    let deadline = t0 + limit;
+    for (&z, n) in moved.iter().zip(before) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let on_first = tokio::time::timeout(
+            left,
+            zones[z].status.wait_for(|s| {
+                s.synced_connection > n && s.global_instance.as_deref() == Some(&first_instance)
+            }),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        if on_first {
+            out.resynced += 1;
+        }
+    }
+    out.resynced_secs = t0.elapsed().as_secs_f64();
+    let pattern = format!("%-0-{MARK}\"%");
+    while Instant::now() < deadline {
+        out.changes_held = sqlx::query_scalar(
+            "SELECT count(*) FROM resources WHERE type = 'DataplaneInsight' AND spec LIKE $1",
+        )
+        .bind(&pattern)
+        .fetch_one(&mut *pg)
+        .await?;
+        if out.changes_held >= moved.len() as i64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    lb_task.abort();
     Ok(out)
 }

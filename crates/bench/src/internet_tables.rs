@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::{
     internet::{LongOffline, Params},
-    internet_restart::Restart,
+    internet_restart::{Failover, Restart},
     report::{Row, Stat, Table, Verdict, percentile},
 };
 
@@ -50,6 +50,9 @@ pub struct Measured {
     pub held_after_restart: (i64, i64),
     pub restart_deletes: u64,
     pub long: LongOffline,
+    pub failover: Failover,
+    pub held_after_failover: (i64, i64),
+    pub failover_deletes: u64,
 }
 
 const MB: f64 = 1024.0 * 1024.0;
@@ -324,6 +327,64 @@ pub fn table(m: &Measured) -> Table {
         )
         .target("0", Verdict::from_bool(m.restart_deletes == 0)),
     );
+    let f = &m.failover;
+    t.rows.push(
+        Row::new(
+            "two replicas: zones moved to replica B / served by B before its kill -9",
+            "zones",
+            one(f.moved as f64),
+        )
+        .beside(one(f.on_second as f64), "zones on B")
+        .target(
+            "all moved zones on B",
+            Verdict::from_bool(f.on_second == f.moved && f.moved > 0),
+        ),
+    );
+    t.rows.push(
+        Row::new(
+            "kill -9 of replica B: every one of its zones in sync on replica A",
+            "s",
+            one(f.resynced_secs),
+        )
+        .beside(one(f.resynced as f64), "zones resynced")
+        .target(
+            format!("all {} zones", f.moved),
+            Verdict::from_bool(f.resynced == f.moved && f.moved > 0),
+        ),
+    );
+    t.rows.push(
+        Row::new(
+            "kill -9 of replica B: a change each of its zones made right after it, held at global",
+            "changes",
+            one(f.changes_held as f64),
+        )
+        .target(
+            format!("{} (nothing lost)", f.moved),
+            Verdict::from_bool(f.changes_held >= f.moved as i64),
+        ),
+    );
+    t.rows.push(
+        Row::new(
+            "kill -9 of replica B: dataplanes / insights held after it",
+            "rows",
+            one(m.held_after_failover.0 as f64),
+        )
+        .beside(one(m.held_after_failover.1 as f64), "insights")
+        .target(
+            format!("{total} of each"),
+            Verdict::from_bool(
+                m.held_after_failover.0 as f64 >= total && m.held_after_failover.1 as f64 >= total,
+            ),
+        ),
+    );
+    t.rows.push(
+        Row::new(
+            "kill -9 of replica B: deletes of zone resources seen at global",
+            "deletes",
+            one(m.failover_deletes as f64),
+        )
+        .target("0", Verdict::from_bool(m.failover_deletes == 0)),
+    );
     t.note(format!(
         "Global: the real meshplane-global binary on PostgreSQL (fsync on). Zones: {} real sync clients in the \
          bench process, each with an in-memory store, over TLS on loopback. Registration: every zone writes its \
@@ -342,7 +403,10 @@ pub fn table(m: &Measured) -> Table {
         m.mesh_ms.len(),
         m.resyncs
     ));
-    t.note("Not measured yet (issue 12): two global replicas and kill -9 of one.");
+    t.note(
+        "Two replicas: a second meshplane-global on the same database and encryption key; the upper half of the \
+         zones reconnect through a TCP load balancer that tries replica B first and fails over to A.",
+    );
     t.extra = json!({
         "zones": p.zones, "per_zone": p.per_zone, "lags_ms": m.lags_ms, "mesh_ms": m.mesh_ms,
         "idle_rss": m.idle_rss, "rss_full": m.rss_full, "db_bytes": m.db_bytes,

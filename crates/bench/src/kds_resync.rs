@@ -95,7 +95,7 @@ pub async fn run(p: &Params) -> anyhow::Result<Table> {
             .collect::<anyhow::Result<Vec<_>>>()?;
         g.store.write(ops).await?;
     }
-    let (addr, counter, proxy_task) = proxy(g.addr).await?;
+    let (addr, counter, proxy_task) = proxy(vec![g.addr]).await?;
     let (mut cold, mut warm, mut changed) = (Case::default(), Case::default(), Case::default());
     for rep in 0..p.repeats {
         let rev = rep + 1;

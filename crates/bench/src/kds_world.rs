@@ -220,19 +220,29 @@ impl Counter {
     }
 }
 
-/// A TCP forwarder to `target` that counts every byte both ways.
+/// A TCP forwarder that counts every byte both ways. Each connection goes to the first of
+/// `targets` that accepts it, in order: a load balancer in front of global replicas, failing over
+/// when one is gone.
 pub async fn proxy(
-    target: SocketAddr,
+    targets: Vec<SocketAddr>,
 ) -> anyhow::Result<(SocketAddr, Arc<Counter>, JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let counter = Arc::new(Counter::default());
     let c = counter.clone();
+    let targets = Arc::new(targets);
     let task = tokio::spawn(async move {
         while let Ok((inbound, _)) = listener.accept().await {
-            let c = c.clone();
+            let (c, targets) = (c.clone(), targets.clone());
             tokio::spawn(async move {
-                let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+                let mut outbound = None;
+                for t in targets.iter() {
+                    if let Ok(o) = tokio::net::TcpStream::connect(t).await {
+                        outbound = Some(o);
+                        break;
+                    }
+                }
+                let Some(outbound) = outbound else {
                     return;
                 };
                 let _ = inbound.set_nodelay(true);

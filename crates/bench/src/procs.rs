@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use meshplane_test_support::process::{Proc, free_port};
 
 use crate::env::{Api, Env, Rss, rss_of};
@@ -89,6 +89,44 @@ impl CpProc {
         p.kds_port = kds_port;
         p.launch().await?;
         Ok(p)
+    }
+
+    /// Another replica of this global: the same database, encryption key and flags, its own ports
+    /// and work directory; returns once it is ready.
+    pub async fn replica(&self, env: &Env, name: &str) -> anyhow::Result<Self> {
+        let (api_port, kds_port) = (free_port(), free_port());
+        let work = env.tmp.path().join(format!("{name}-work"));
+        let mut args = self.args.clone();
+        for (flag, value) in [
+            ("--api-addr", format!("127.0.0.1:{api_port}")),
+            ("--kds-addr", format!("127.0.0.1:{kds_port}")),
+            ("--work-dir", work.display().to_string()),
+        ] {
+            let at = args
+                .iter()
+                .position(|a| a == flag)
+                .with_context(|| format!("{} has no {flag}", self.name))?;
+            *args
+                .get_mut(at + 1)
+                .with_context(|| format!("{} has no value after {flag}", self.name))? = value;
+        }
+        let mut p = Self::new(env, name, "meshplane-global", args, api_port, work)?;
+        p.kds_port = kds_port;
+        p.launch().await?;
+        Ok(p)
+    }
+
+    pub fn kds_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.kds_port))
+    }
+
+    /// kill -9, and wait for the exit.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut p) = self.proc.take() {
+            p.signal("KILL")?;
+            p.wait(Duration::from_secs(10)).await?;
+        }
+        Ok(())
     }
 
     fn new(
