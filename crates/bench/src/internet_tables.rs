@@ -342,11 +342,13 @@ pub fn table(m: &Measured) -> Table {
     );
     t.rows.push(
         Row::new(
-            "kill -9 of replica B: every one of its zones in sync on replica A",
+            format!(
+                "kill -9 of replica B: its zones in sync on replica A ({} of {})",
+                f.resynced, f.moved
+            ),
             "s",
             one(f.resynced_secs),
         )
-        .beside(one(f.resynced as f64), "zones resynced")
         .target(
             format!("all {} zones", f.moved),
             Verdict::from_bool(f.resynced == f.moved && f.moved > 0),
