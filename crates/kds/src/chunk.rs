@@ -34,6 +34,49 @@ fn in_mesh(mesh: &str) -> String {
     }
 }
 
+/// Splits a known-versions list into parts whose encoding fits `limit` bytes each (at least one
+/// part, maybe empty): the handshake's lists grow with the fleet, and a zone of a few hundred
+/// thousand records would otherwise never get past its Hello or Welcome.
+pub fn known_parts(known: Vec<proto::KnownVersion>, limit: usize) -> Vec<Vec<proto::KnownVersion>> {
+    let room = limit.saturating_sub(ENVELOPE).max(1);
+    let mut parts = vec![Vec::new()];
+    let mut size = 0;
+    for k in known {
+        // The field's tag and length prefix around each entry.
+        let len = k.encoded_len() + 1 + prost::length_delimiter_len(k.encoded_len());
+        if size + len > room && parts.last().is_some_and(|p| !p.is_empty()) {
+            parts.push(Vec::new());
+            size = 0;
+        }
+        size += len;
+        if let Some(p) = parts.last_mut() {
+            p.push(k);
+        }
+    }
+    parts
+}
+
+/// `known` as the handshake sends it: the part that rides in the Hello or Welcome, whether more
+/// follows, and the KnownPart messages after it.
+pub fn handshake_known(
+    known: Vec<proto::KnownVersion>,
+    limit: usize,
+) -> (Vec<proto::KnownVersion>, bool, Vec<proto::KnownPart>) {
+    let mut parts = known_parts(known, limit).into_iter();
+    let first = parts.next().unwrap_or_default();
+    let rest: Vec<_> = parts.collect();
+    let n = rest.len();
+    let rest = rest
+        .into_iter()
+        .enumerate()
+        .map(|(i, known)| proto::KnownPart {
+            known,
+            continues: i + 1 < n,
+        })
+        .collect();
+    (first, n > 0, rest)
+}
+
 /// Splits upserts and removals into pushes no larger than `limit` bytes each. Upserts go owner
 /// first (a Mesh before its Secrets) and a group is never split unless it alone exceeds a message;
 /// removals go owned first (a Mesh's Secrets before the Mesh), so no removal finds its target
@@ -130,6 +173,56 @@ fn next(nonce: &mut impl FnMut() -> String) -> proto::Push {
     proto::Push {
         nonce: nonce(),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod known_tests {
+    use prost::Message;
+
+    use super::*;
+
+    fn kv(i: usize) -> proto::KnownVersion {
+        proto::KnownVersion {
+            r#ref: Some(proto::ResourceRef {
+                r#type: "Dataplane".into(),
+                mesh: "default".into(),
+                name: format!("dp-{i:06}"),
+            }),
+            version: format!("{i}"),
+        }
+    }
+
+    #[test]
+    fn a_long_known_list_is_split_to_fit_and_keeps_every_entry_in_order() {
+        let limit = 8 * 1024;
+        let all: Vec<_> = (0..5_000).map(kv).collect();
+        let (first, continues, rest) = handshake_known(all.clone(), limit);
+        assert!(continues);
+        assert!(rest.len() > 10, "{} parts", rest.len());
+        let welcome = proto::Welcome {
+            global_instance_id: "global-1".into(),
+            known: first.clone(),
+            known_continues: continues,
+        };
+        assert!(welcome.encoded_len() <= limit, "{}", welcome.encoded_len());
+        for (i, p) in rest.iter().enumerate() {
+            assert!(p.encoded_len() <= limit, "part {i}: {}", p.encoded_len());
+            assert_eq!(p.continues, i + 1 < rest.len());
+        }
+        let mut joined = first;
+        for p in rest {
+            joined.extend(p.known);
+        }
+        assert_eq!(joined, all);
+    }
+
+    #[test]
+    fn a_short_or_empty_list_is_one_part() {
+        let (first, continues, rest) = handshake_known((0..10).map(kv).collect(), 16 * 1024);
+        assert_eq!((first.len(), continues, rest.len()), (10, false, 0));
+        let (first, continues, rest) = handshake_known(Vec::new(), 16 * 1024);
+        assert_eq!((first.len(), continues, rest.len()), (0, false, 0));
     }
 }
 

@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc};
 
 use async_trait::async_trait;
 use meshplane_core::{
@@ -16,10 +16,8 @@ use meshplane_core::{
     },
 };
 use serde_json::json;
-use support::{Global, Zone};
+use support::{Global, Zone, count, until_holds};
 use tokio::sync::watch;
-
-const WAIT: Duration = Duration::from_secs(30);
 
 /// A memory store whose writes of the keys `held` picks wait while the gate is shut.
 struct Gated {
@@ -69,34 +67,6 @@ fn incompressible(seed: u64, len: usize) -> String {
     }
     out.truncate(len);
     out
-}
-
-/// How many records of `kind` named `prefix…` `store` holds.
-async fn count(store: &Arc<dyn ResourceStore>, kind: ResourceKind, prefix: &str) -> usize {
-    store
-        .list(&ListQuery::all(kind))
-        .await
-        .expect("list")
-        .items
-        .iter()
-        .filter(|r| r.key.name.starts_with(prefix))
-        .count()
-}
-
-/// Waits until `store` holds `n` records of `kind` named `prefix…`.
-async fn until_holds(store: &Arc<dyn ResourceStore>, kind: ResourceKind, prefix: &str, n: usize) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let have = count(store, kind, prefix).await;
-        if have == n {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{have} of {n} {kind} named {prefix}*"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

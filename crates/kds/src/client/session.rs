@@ -8,6 +8,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::{ClientConfig, ClientError, SyncStatus, endpoint, sides};
 use crate::{
+    chunk,
     link::{Inbound, Link, LinkConfig},
     proto::{self, GlobalMessage, ZoneMessage, global_message, zone_message},
     server::ZONE_HEADER,
@@ -83,19 +84,28 @@ pub(super) async fn connect_and_sync(
     let known = sides::held_from_global(store.as_ref())
         .await
         .map_err(|e| ClientError::Stream(e.to_string()))?;
-    let (out_tx, out_rx) = mpsc::channel::<ZoneMessage>(64);
+    let (known, known_continues, parts) = chunk::handshake_known(known, cfg.max_message);
+    // Room for the Hello and all its parts: they are queued before the stream starts.
+    let (out_tx, out_rx) = mpsc::channel::<ZoneMessage>(64 + parts.len());
     let hello = proto::Hello {
         zone: cfg.zone.clone(),
         instance_id: cfg.instance_id.clone(),
         version: cfg.version.clone(),
         known,
+        known_continues,
     };
-    out_tx
-        .send(ZoneMessage {
-            msg: Some(zone_message::Msg::Hello(hello)),
-        })
-        .await
-        .map_err(|_| ClientError::Stream("could not queue Hello".into()))?;
+    let messages = std::iter::once(ZoneMessage {
+        msg: Some(zone_message::Msg::Hello(hello)),
+    })
+    .chain(parts.into_iter().map(|p| ZoneMessage {
+        msg: Some(zone_message::Msg::KnownPart(p)),
+    }));
+    for m in messages {
+        out_tx
+            .send(m)
+            .await
+            .map_err(|_| ClientError::Stream("could not queue Hello".into()))?;
+    }
 
     let mut req = tonic::Request::new(ReceiverStream::new(out_rx));
     let auth = format!("Bearer {token}")
@@ -120,7 +130,7 @@ pub(super) async fn connect_and_sync(
         .map_err(ClientError::Refused)?
         .into_inner();
 
-    let welcome = match tokio::time::timeout(WELCOME_TIMEOUT, inbound.message()).await {
+    let mut welcome = match tokio::time::timeout(WELCOME_TIMEOUT, inbound.message()).await {
         Ok(Ok(Some(GlobalMessage {
             msg: Some(global_message::Msg::Welcome(w)),
         }))) => w,
@@ -133,6 +143,25 @@ pub(super) async fn connect_and_sync(
         Ok(Err(s)) => return Err(ClientError::Refused(s)),
         Err(_) => return Err(ClientError::Stream("no Welcome within 30s".into())),
     };
+    let mut more = welcome.known_continues;
+    while more {
+        match tokio::time::timeout(WELCOME_TIMEOUT, inbound.message()).await {
+            Ok(Ok(Some(GlobalMessage {
+                msg: Some(global_message::Msg::KnownPart(p)),
+            }))) => {
+                welcome.known.extend(p.known);
+                more = p.continues;
+            }
+            Ok(Ok(Some(_))) => {
+                return Err(ClientError::Stream(
+                    "the Welcome said more of its known list follows; expected KnownPart".into(),
+                ));
+            }
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Err(s)) => return Err(ClientError::Refused(s)),
+            Err(_) => return Err(ClientError::Stream("no KnownPart within 30s".into())),
+        }
+    }
     cfg.metrics.connected.set(1);
     let _connected = ConnectedGauge(cfg.metrics.connected.clone());
     status.send_modify(|s| {

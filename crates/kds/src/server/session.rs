@@ -19,6 +19,7 @@ use super::{
     sides::{GlobalOutbound, GlobalPolicy, zone_known},
 };
 use crate::{
+    chunk,
     link::{Inbound, Link, LinkConfig, LinkError},
     proto::{self, GlobalMessage, ZoneMessage, global_message, zone_message},
 };
@@ -120,7 +121,7 @@ async fn session(
     drain: drain::Watch,
 ) -> Result<(), Status> {
     let store = inner.store.clone();
-    let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+    let mut hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
         Ok(Ok(Some(ZoneMessage {
             msg: Some(zone_message::Msg::Hello(h)),
         }))) => h,
@@ -129,6 +130,25 @@ async fn session(
         Ok(Err(e)) => return Err(e),
         Err(_) => return Err(Status::deadline_exceeded("no Hello within 30s")),
     };
+    let mut more = hello.known_continues;
+    while more {
+        match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+            Ok(Ok(Some(ZoneMessage {
+                msg: Some(zone_message::Msg::KnownPart(p)),
+            }))) => {
+                hello.known.extend(p.known);
+                more = p.continues;
+            }
+            Ok(Ok(Some(_))) => {
+                return Err(Status::invalid_argument(
+                    "the Hello said more of its known list follows; expected KnownPart",
+                ));
+            }
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(Status::deadline_exceeded("no KnownPart within 30s")),
+        }
+    }
     if hello.zone != zone {
         tracing::warn!(zone, hello_zone = %hello.zone, "zone refused: Hello names another zone than its token");
         return Err(Status::unauthenticated(format!(
@@ -155,15 +175,22 @@ async fn session(
     let known = zone_known(store.as_ref(), zone)
         .await
         .map_err(store_status)?;
+    let (known, known_continues, parts) = chunk::handshake_known(known, inner.cfg.max_message);
     let welcome = GlobalMessage {
         msg: Some(global_message::Msg::Welcome(proto::Welcome {
             global_instance_id: inner.cfg.instance_id.clone(),
             known,
+            known_continues,
         })),
     };
-    tx.send(Ok(welcome))
-        .await
-        .map_err(|_| Status::cancelled("zone went away"))?;
+    let messages = std::iter::once(welcome).chain(parts.into_iter().map(|p| GlobalMessage {
+        msg: Some(global_message::Msg::KnownPart(p)),
+    }));
+    for m in messages {
+        tx.send(Ok(m))
+            .await
+            .map_err(|_| Status::cancelled("zone went away"))?;
+    }
 
     let cfg = LinkConfig {
         metrics: inner.cfg.metrics.clone(),

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use meshplane_core::runtime::tls::{self as tlsgen, ServerTls};
 use meshplane_core::{
     model::{Meta, Resource, ResourceKey, ResourceKind, Spec},
-    store::{ResourceStore, ResourceStoreExt, WriteOp, memory::MemoryStore},
+    store::{ListQuery, ResourceStore, ResourceStoreExt, WriteOp, memory::MemoryStore},
     tokens::{TokenKind, Tokens, ZoneClaims},
 };
 use meshplane_kds::{
@@ -47,6 +47,15 @@ impl Global {
         port: Option<u16>,
         flush: Duration,
     ) -> Self {
+        Self::start_configured(store, port, |cfg| cfg.insight_flush = flush).await
+    }
+
+    /// A sync server whose configuration `tune` adjusts (the flush is 300 ms unless it says).
+    pub async fn start_configured(
+        store: Arc<dyn ResourceStore>,
+        port: Option<u16>,
+        tune: impl FnOnce(&mut ServerConfig),
+    ) -> Self {
         install_crypto();
         meshplane_test_support::process::init_test_logging();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -59,8 +68,9 @@ impl Global {
         let addr = listener.local_addr().expect("addr");
         let (signal, watch) = drain::channel();
         let mut cfg = ServerConfig::new(format!("global-{}", addr.port()));
-        cfg.insight_flush = flush;
+        cfg.insight_flush = Duration::from_millis(300);
         cfg.nack_backoff = Duration::from_millis(500);
+        tune(&mut cfg);
         let server = KdsServer::new(store.clone(), cfg, watch.clone());
         let task_tls = tls.clone();
         let s2 = server.clone();
@@ -173,12 +183,22 @@ impl Zone {
         store: Arc<dyn ResourceStore>,
     ) -> Self {
         let (cfg, dir) = Self::config(global, name, token).await;
+        Self::start_configured(cfg, dir, store).await
+    }
+
+    /// Starts the sync client with a configuration from `config` (and its directory).
+    pub async fn start_configured(
+        cfg: ClientConfig,
+        dir: tempfile::TempDir,
+        store: Arc<dyn ResourceStore>,
+    ) -> Self {
+        let name = cfg.zone.clone();
         let (tx, rx) = watch::channel(SyncStatus::default());
         let (signal, w) = drain::channel();
         let (c2, s2) = (cfg.clone(), store.clone());
         let task = tokio::spawn(async move { meshplane_kds::client::run(c2, s2, w, tx).await });
         Self {
-            name: name.into(),
+            name,
             store,
             status: rx,
             drain: Some(signal),
@@ -262,5 +282,38 @@ pub fn meta(name: &str) -> Meta {
     Meta {
         name: name.into(),
         ..Default::default()
+    }
+}
+
+/// How many records of `kind` named `prefix…` `store` holds.
+pub async fn count(store: &Arc<dyn ResourceStore>, kind: ResourceKind, prefix: &str) -> usize {
+    store
+        .list(&ListQuery::all(kind))
+        .await
+        .expect("list")
+        .items
+        .iter()
+        .filter(|r| r.key.name.starts_with(prefix))
+        .count()
+}
+
+/// Waits until `store` holds `n` records of `kind` named `prefix…`.
+pub async fn until_holds(
+    store: &Arc<dyn ResourceStore>,
+    kind: ResourceKind,
+    prefix: &str,
+    n: usize,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let have = count(store, kind, prefix).await;
+        if have == n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{have} of {n} {kind} named {prefix}*"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

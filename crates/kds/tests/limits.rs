@@ -1,0 +1,77 @@
+//! The message size limit on every path: a handshake whose known-versions lists are longer than
+//! one message (many Meshes held by the zone, many dataplanes held by global) is split into parts,
+//! and the zone reconnects, reconciles and keeps everything.
+
+mod support;
+
+use std::sync::Arc;
+
+use meshplane_core::{
+    model::{ResourceKey, ResourceKind},
+    store::{ResourceStore, memory::MemoryStore},
+};
+use support::{Global, Zone, count, until_holds};
+
+/// Far below the 16 MiB default, so a few hundred records overflow one message.
+const LIMIT: usize = 8 * 1024;
+const N: usize = 400;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_lists_longer_than_a_message_are_split_and_reconcile() {
+    let g = Global::start_configured(Arc::new(MemoryStore::new()), None, |cfg| {
+        cfg.max_message = LIMIT;
+    })
+    .await;
+    for i in 0..N {
+        g.put_mesh(&format!("mesh-{i:04}"), true).await;
+    }
+    let token = g.token("east").await;
+    let zone_store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+    let start = |store: Arc<dyn ResourceStore>| {
+        let (g, token) = (&g, token.clone());
+        async move {
+            let (mut cfg, dir) = Zone::config(g, "east", &token).await;
+            cfg.max_message = LIMIT;
+            Zone::start_configured(cfg, dir, store).await
+        }
+    };
+    let mut zone = start(zone_store.clone()).await;
+    zone.wait_synced().await;
+    until_holds(&zone_store, ResourceKind::Mesh, "mesh-", N).await;
+    for i in 0..N {
+        zone.put_dataplane("mesh-0000", &format!("dp-{i:04}"), "web")
+            .await;
+    }
+    until_holds(&g.store, ResourceKind::Dataplane, "east.", N).await;
+
+    // Reconnect: the Hello lists N Meshes and the Welcome N Dataplanes, each several messages.
+    zone.stop().await;
+    let mut sub = g.store.subscribe();
+    let mut zone = start(zone_store.clone()).await;
+    zone.wait_synced().await;
+    assert_eq!(zone.status.borrow().connects, 1);
+    assert!(zone.status.borrow().last_error.is_none());
+    // A change after the reconnect flows, so the stream is up past the handshake.
+    zone.put_dataplane("mesh-0000", "after-reconnect", "web")
+        .await;
+    support::eventually_present(
+        &g.store,
+        &ResourceKey::in_mesh(ResourceKind::Dataplane, "mesh-0000", "east.after-reconnect"),
+        true,
+    )
+    .await;
+    assert_eq!(count(&g.store, ResourceKind::Dataplane, "").await, N + 1);
+    assert_eq!(count(&zone_store, ResourceKind::Mesh, "").await, N);
+    // Nothing was deleted at global by the reconcile.
+    while let Some(r) = futures::FutureExt::now_or_never(sub.recv()) {
+        if let meshplane_core::store::Received::Event(e) = r {
+            assert_ne!(
+                e.op,
+                meshplane_core::store::ChangeOp::Delete,
+                "{} deleted on reconnect",
+                e.key
+            );
+        }
+    }
+    zone.stop().await;
+}
