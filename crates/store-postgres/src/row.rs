@@ -33,6 +33,22 @@ pub(crate) fn key_parts(key: &ResourceKey) -> (&'static str, &str, &str) {
     (key.kind.name(), key.mesh.as_str(), key.name.as_str())
 }
 
+/// Keys as three parallel column arrays (types, meshes, names), for `unnest` and `= ANY`.
+pub(crate) fn key_columns(keys: &[ResourceKey]) -> (Vec<&'static str>, Vec<&str>, Vec<&str>) {
+    let mut cols = (
+        Vec::with_capacity(keys.len()),
+        Vec::with_capacity(keys.len()),
+        Vec::with_capacity(keys.len()),
+    );
+    for k in keys {
+        let (t, m, n) = key_parts(k);
+        cols.0.push(t);
+        cols.1.push(m);
+        cols.2.push(n);
+    }
+    cols
+}
+
 /// The owner columns, all `NULL` when there is no owner.
 pub(crate) fn owner_parts(
     owner: Option<&ResourceKey>,

@@ -268,20 +268,8 @@ impl ResourceStore for PgStore {
                 }
             }
         }
-        let (mut kt, mut km, mut kn) = (Vec::new(), Vec::new(), Vec::new());
-        for k in &sel.keys {
-            let (t, m, n) = key_parts(k);
-            kt.push(t);
-            km.push(m);
-            kn.push(n);
-        }
-        let (mut ot, mut om, mut on) = (Vec::new(), Vec::new(), Vec::new());
-        for k in &sel.owned_by {
-            let (t, m, n) = key_parts(k);
-            ot.push(t);
-            om.push(m);
-            on.push(n);
-        }
+        let (kt, km, kn) = row::key_columns(&sel.keys);
+        let (ot, om, on) = row::key_columns(&sel.owned_by);
         let rows = sqlx::query(SNAPSHOT)
             .bind(&all_of)
             .bind(&in_type)
