@@ -5,6 +5,7 @@
 
 pub mod breaker;
 pub mod clock;
+pub mod config;
 pub mod insight;
 pub mod issue;
 pub mod manager;
@@ -20,7 +21,8 @@ use std::sync::Arc;
 
 use meshplane_core::{ca::CaRegistry, datasource::DataSourceLoader, store::ResourceStore};
 
-pub use manager::{CertManager, ManagerConfig};
+pub use config::ManagerConfig;
+pub use manager::CertManager;
 pub use persist::{PersistConfig, Persister};
 pub use registrations::Registrations;
 pub use state::{CertKey, CertState, Identity, MeshTrust, Profile};

@@ -25,48 +25,15 @@ use crate::{
     Deps,
     breaker::{Breaker, Decision},
     clock::instant_at,
+    config::ManagerConfig,
     issue::{self, Done, Order},
     metrics::{BackendLabels, FailureLabels},
-    persist::{PersistConfig, Persister},
+    persist::Persister,
     registrations::Registrations,
     schedule::{self, Priority, Schedule},
     state::{CertKey, CertState, Identity, MeshTrust, Profile},
     trust,
 };
-
-#[derive(Clone, Debug)]
-pub struct ManagerConfig {
-    /// Most calls to CA backends in flight at once, across all backends. Persisting an issued
-    /// certificate does not hold a slot; at most 2 × this many issuances are unfinished at once
-    /// (calling the backend or persisting), which bounds the manager's store traffic.
-    pub concurrency: usize,
-    pub backoff_base: Duration,
-    pub backoff_max: Duration,
-    /// Distinct failing dataplanes that open a backend's circuit breaker.
-    pub breaker_min_failures: usize,
-    pub breaker_base: Duration,
-    pub breaker_max: Duration,
-    /// Renewal happens at a random point between these fractions of a certificate's lifetime, so a
-    /// fleet issued together does not renew together.
-    pub renew_window: (f64, f64),
-    /// How certificates and insights are written (group commit).
-    pub persist: PersistConfig,
-}
-
-impl Default for ManagerConfig {
-    fn default() -> Self {
-        Self {
-            concurrency: 16,
-            backoff_base: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(300),
-            breaker_min_failures: 10,
-            breaker_base: Duration::from_secs(5),
-            breaker_max: Duration::from_secs(300),
-            renew_window: (0.7, 0.8),
-            persist: PersistConfig::default(),
-        }
-    }
-}
 
 pub(crate) enum Command {
     /// Everything the worker should know, replacing what it knew (start-up and store resyncs).
