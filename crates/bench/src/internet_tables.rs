@@ -61,6 +61,31 @@ fn one(v: f64) -> Option<Stat> {
     Some(Stat::single(v))
 }
 
+/// What global holds after a disruptive phase, and the deletes its feed saw meanwhile: all of the
+/// fleet, none.
+fn held_after(t: &mut Table, phase: &str, held: (i64, i64), deletes: u64, total: f64) {
+    t.rows.push(
+        Row::new(
+            format!("{phase}: dataplanes / insights held after it"),
+            "rows",
+            one(held.0 as f64),
+        )
+        .beside(one(held.1 as f64), "insights")
+        .target(
+            format!("{total} of each"),
+            Verdict::from_bool(held.0 as f64 >= total && held.1 as f64 >= total),
+        ),
+    );
+    t.rows.push(
+        Row::new(
+            format!("{phase}: deletes of zone resources seen at global"),
+            "deletes",
+            one(deletes as f64),
+        )
+        .target("0", Verdict::from_bool(deletes == 0)),
+    );
+}
+
 pub fn table(m: &Measured) -> Table {
     let p = &m.p;
     let total = (p.zones * p.per_zone) as f64;
@@ -305,27 +330,12 @@ pub fn table(m: &Measured) -> Table {
         "MiB",
         one(r.idle_bytes / MB),
     ));
-    t.rows.push(
-        Row::new(
-            "global restart: dataplanes / insights held after it",
-            "rows",
-            one(m.held_after_restart.0 as f64),
-        )
-        .beside(one(m.held_after_restart.1 as f64), "insights")
-        .target(
-            format!("{total} of each"),
-            Verdict::from_bool(
-                m.held_after_restart.0 as f64 >= total && m.held_after_restart.1 as f64 >= total,
-            ),
-        ),
-    );
-    t.rows.push(
-        Row::new(
-            "global restart: deletes of zone resources seen at global",
-            "deletes",
-            one(m.restart_deletes as f64),
-        )
-        .target("0", Verdict::from_bool(m.restart_deletes == 0)),
+    held_after(
+        &mut t,
+        "global restart",
+        m.held_after_restart,
+        m.restart_deletes,
+        total,
     );
     let f = &m.failover;
     t.rows.push(
@@ -365,27 +375,12 @@ pub fn table(m: &Measured) -> Table {
             Verdict::from_bool(f.changes_held >= f.moved as i64),
         ),
     );
-    t.rows.push(
-        Row::new(
-            "kill -9 of replica B: dataplanes / insights held after it",
-            "rows",
-            one(m.held_after_failover.0 as f64),
-        )
-        .beside(one(m.held_after_failover.1 as f64), "insights")
-        .target(
-            format!("{total} of each"),
-            Verdict::from_bool(
-                m.held_after_failover.0 as f64 >= total && m.held_after_failover.1 as f64 >= total,
-            ),
-        ),
-    );
-    t.rows.push(
-        Row::new(
-            "kill -9 of replica B: deletes of zone resources seen at global",
-            "deletes",
-            one(m.failover_deletes as f64),
-        )
-        .target("0", Verdict::from_bool(m.failover_deletes == 0)),
+    held_after(
+        &mut t,
+        "kill -9 of replica B",
+        m.held_after_failover,
+        m.failover_deletes,
+        total,
     );
     t.note(format!(
         "Global: the real meshplane-global binary on PostgreSQL (fsync on). Zones: {} real sync clients in the \
