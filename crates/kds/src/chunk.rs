@@ -204,6 +204,7 @@ mod known_tests {
             global_instance_id: "global-1".into(),
             known: first.clone(),
             known_continues: continues,
+            summary: None,
         };
         assert!(welcome.encoded_len() <= limit, "{}", welcome.encoded_len());
         for (i, p) in rest.iter().enumerate() {

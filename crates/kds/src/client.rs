@@ -30,6 +30,9 @@ pub struct ClientConfig {
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
     pub metrics: crate::metrics::KdsMetrics,
+    /// Ask global for a summary of what it holds instead of the whole list (on by default; off
+    /// speaks the handshake of releases before summaries, which global still answers).
+    pub accept_summary: bool,
 }
 
 impl ClientConfig {
@@ -53,6 +56,7 @@ impl ClientConfig {
             backoff_base: Duration::from_millis(500),
             backoff_cap: Duration::from_secs(30),
             metrics: crate::metrics::KdsMetrics::default(),
+            accept_summary: true,
         }
     }
 }

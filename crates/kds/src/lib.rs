@@ -14,6 +14,7 @@ pub mod link;
 pub mod metrics;
 pub mod mirror;
 pub mod server;
+pub mod summary;
 pub mod version;
 pub mod view;
 

@@ -193,8 +193,19 @@ impl<T: Send + 'static> Link<T> {
         &mut self,
         known: &[proto::KnownVersion],
     ) -> Result<usize, LinkError> {
-        self.mirror = Mirror::from_known(known);
         let current = self.full().await?;
+        self.initial_sync_from(Mirror::from_known(known), current)
+            .await
+    }
+
+    /// The initial reconcile from a mirror already built (from a summary) against `current`, the
+    /// view read to build it.
+    pub async fn initial_sync_from(
+        &mut self,
+        mirror: Mirror,
+        current: BTreeMap<ResourceKey, Item>,
+    ) -> Result<usize, LinkError> {
+        self.mirror = mirror;
         let changes = self.mirror.full_diff(&current, Instant::now());
         let n = changes.len();
         self.push(changes, true).await?;
@@ -242,7 +253,7 @@ impl<T: Send + 'static> Link<T> {
     }
 
     /// The whole view, read in one snapshot.
-    async fn full(&self) -> Result<BTreeMap<ResourceKey, Item>, StoreError> {
+    pub async fn full(&self) -> Result<BTreeMap<ResourceKey, Item>, StoreError> {
         let sel = Selection::kinds(self.outbound.kinds());
         Ok(items(
             self.outbound.as_ref(),

@@ -1,7 +1,7 @@
 //! Prometheus metrics of zone sync.
 
 use prometheus_client::{
-    metrics::{gauge::Gauge, histogram::Histogram},
+    metrics::{counter::Counter, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 
@@ -11,6 +11,8 @@ pub struct KdsMetrics {
     pub connected: Gauge,
     /// Time from sending a push to receiving its acknowledgement: the sync lag a change sees.
     pub ack_seconds: Histogram,
+    /// Known-versions entries received in handshakes: with summaries, what a reconnect re-lists.
+    pub handshake_entries: Counter,
 }
 
 impl Default for KdsMetrics {
@@ -20,6 +22,7 @@ impl Default for KdsMetrics {
             ack_seconds: Histogram::new([
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
             ]),
+            handshake_entries: Counter::default(),
         }
     }
 }
@@ -45,6 +48,11 @@ impl KdsMetrics {
             "kds_sync_lag_seconds",
             "Time from a sync push to its acknowledgement",
             m.ack_seconds.clone(),
+        );
+        reg.register(
+            "kds_handshake_known_entries",
+            "Known-versions entries received from the peer in sync handshakes",
+            m.handshake_entries.clone(),
         );
         m
     }

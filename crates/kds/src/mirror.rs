@@ -56,6 +56,14 @@ impl Mirror {
         }
     }
 
+    /// Starts from held versions already resolved to keys.
+    pub fn from_held(held: HashMap<ResourceKey, String>) -> Self {
+        Self {
+            held,
+            nacked: HashMap::new(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.held.len()
     }

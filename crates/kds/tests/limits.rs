@@ -1,6 +1,7 @@
 //! The message size limit on every path: a handshake whose known-versions lists are longer than
-//! one message (many Meshes held by the zone, many dataplanes held by global) is split into parts,
-//! and the zone reconnects, reconciles and keeps everything.
+//! one message (many Meshes held by the zone; many dataplanes held by global, whether listed
+//! whole or as the entries of the summary's buckets that differ) is split into parts, and the
+//! zone reconnects, reconciles and keeps everything.
 
 mod support;
 
@@ -27,14 +28,7 @@ async fn handshake_lists_longer_than_a_message_are_split_and_reconcile() {
     }
     let token = g.token("east").await;
     let zone_store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
-    let start = |store: Arc<dyn ResourceStore>| {
-        let (g, token) = (&g, token.clone());
-        async move {
-            let (mut cfg, dir) = Zone::config(g, "east", &token).await;
-            cfg.max_message = LIMIT;
-            Zone::start_configured(cfg, dir, store).await
-        }
-    };
+    let start = |store| Zone::start_tuned(&g, "east", &token, store, |c| c.max_message = LIMIT);
     let mut zone = start(zone_store.clone()).await;
     zone.wait_synced().await;
     until_holds(&zone_store, ResourceKind::Mesh, "mesh-", N).await;
@@ -44,13 +38,24 @@ async fn handshake_lists_longer_than_a_message_are_split_and_reconcile() {
     }
     until_holds(&g.store, ResourceKind::Dataplane, "east.", N).await;
 
-    // Reconnect: the Hello lists N Meshes and the Welcome N Dataplanes, each several messages.
+    // Reconnect: the Hello lists N Meshes in several messages; the Welcome is a summary, and with
+    // half the Dataplanes changed while the zone was away, global's answer to the zone's
+    // KnownRequest lists most of its N Dataplanes, again in several messages.
     zone.stop().await;
+    for i in (0..N).step_by(2) {
+        zone.put_dataplane("mesh-0000", &format!("dp-{i:04}"), "api")
+            .await;
+    }
     let mut sub = g.store.subscribe();
     let mut zone = start(zone_store.clone()).await;
     zone.wait_synced().await;
     assert_eq!(zone.status.borrow().connects, 1);
     assert!(zone.status.borrow().last_error.is_none());
+    let listed = zone.cfg.metrics.handshake_entries.get();
+    assert!(
+        listed > 100,
+        "{listed} entries listed: more than one 8 KiB message"
+    );
     // A change after the reconnect flows, so the stream is up past the handshake.
     zone.put_dataplane("mesh-0000", "after-reconnect", "web")
         .await;

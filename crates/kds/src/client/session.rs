@@ -1,8 +1,15 @@
 //! One connection of a zone to global: Hello, Welcome, initial reconcile both ways, then the link loop.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::Duration,
+};
 
-use meshplane_core::store::{Received, ResourceStore};
+use meshplane_core::{
+    model::ResourceKey,
+    store::{Received, ResourceStore},
+};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -10,8 +17,11 @@ use super::{ClientConfig, ClientError, SyncStatus, endpoint, sides};
 use crate::{
     chunk,
     link::{Inbound, Link, LinkConfig},
+    mirror::Mirror,
     proto::{self, GlobalMessage, ZoneMessage, global_message, zone_message},
     server::ZONE_HEADER,
+    summary,
+    view::{Item, key_of},
 };
 
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(30);
@@ -93,6 +103,7 @@ pub(super) async fn connect_and_sync(
         version: cfg.version.clone(),
         known,
         known_continues,
+        accepts_summary: cfg.accept_summary,
     };
     let messages = std::iter::once(ZoneMessage {
         msg: Some(zone_message::Msg::Hello(hello)),
@@ -145,22 +156,13 @@ pub(super) async fn connect_and_sync(
     };
     let mut more = welcome.known_continues;
     while more {
-        match tokio::time::timeout(WELCOME_TIMEOUT, inbound.message()).await {
-            Ok(Ok(Some(GlobalMessage {
-                msg: Some(global_message::Msg::KnownPart(p)),
-            }))) => {
-                welcome.known.extend(p.known);
-                more = p.continues;
-            }
-            Ok(Ok(Some(_))) => {
-                return Err(ClientError::Stream(
-                    "the Welcome said more of its known list follows; expected KnownPart".into(),
-                ));
-            }
-            Ok(Ok(None)) => return Ok(()),
-            Ok(Err(s)) => return Err(ClientError::Refused(s)),
-            Err(_) => return Err(ClientError::Stream("no KnownPart within 30s".into())),
-        }
+        let p = known_part(
+            &mut inbound,
+            "the Welcome said more of its known list follows",
+        )
+        .await?;
+        welcome.known.extend(p.known);
+        more = p.continues;
     }
     cfg.metrics.connected.set(1);
     let _connected = ConnectedGauge(cfg.metrics.connected.clone());
@@ -192,9 +194,29 @@ pub(super) async fn connect_and_sync(
         wrap_ack,
         lcfg,
     );
-    link.initial_sync(&welcome.known)
-        .await
-        .map_err(|e| ClientError::Stream(e.to_string()))?;
+    let stream_err = |e: crate::link::LinkError| ClientError::Stream(e.to_string());
+    match welcome.summary.take() {
+        Some(s) => {
+            let theirs = summary::Digests::from_proto(&s).map_err(ClientError::Stream)?;
+            let current = link
+                .full()
+                .await
+                .map_err(|e| ClientError::Stream(e.to_string()))?;
+            let held = held_from_summary(&theirs, &current, &out_tx, &mut inbound).await?;
+            cfg.metrics.handshake_entries.inc_by(held.listed as u64);
+            link.initial_sync_from(Mirror::from_held(held.held), current)
+                .await
+                .map_err(stream_err)?;
+        }
+        None => {
+            cfg.metrics
+                .handshake_entries
+                .inc_by(welcome.known.len() as u64);
+            link.initial_sync(&welcome.known)
+                .await
+                .map_err(stream_err)?;
+        }
+    }
 
     // Unbounded on purpose: global bounds what it reads from us (server/session.rs), so one side
     // must always take what the other sends or both could wait on each other. What global
@@ -243,6 +265,83 @@ pub(super) async fn connect_and_sync(
             _ = sleep_until(retry_at), if retry_at.is_some() => link.retry_due().await.map_err(|e| ClientError::Stream(e.to_string()))?,
         }
     }
+}
+
+/// The next KnownPart of the handshake; `after` says what announced it, for the error.
+async fn known_part(
+    inbound: &mut tonic::Streaming<GlobalMessage>,
+    after: &str,
+) -> Result<proto::KnownPart, ClientError> {
+    match tokio::time::timeout(WELCOME_TIMEOUT, inbound.message()).await {
+        Ok(Ok(Some(GlobalMessage {
+            msg: Some(global_message::Msg::KnownPart(p)),
+        }))) => Ok(p),
+        Ok(Ok(Some(_))) => Err(ClientError::Stream(format!("{after}; expected KnownPart"))),
+        Ok(Ok(None)) => Err(ClientError::Stream(format!(
+            "{after}, but global closed the stream"
+        ))),
+        Ok(Err(s)) => Err(ClientError::Refused(s)),
+        Err(_) => Err(ClientError::Stream("no KnownPart within 30s".into())),
+    }
+}
+
+struct Held {
+    held: HashMap<ResourceKey, String>,
+    /// Entries global listed (those of the buckets that differed).
+    listed: usize,
+}
+
+/// What global holds, from its summary: our own versions where a bucket's digests agree, and
+/// global's entries, asked for, where they differ.
+async fn held_from_summary(
+    theirs: &summary::Digests,
+    current: &BTreeMap<ResourceKey, Item>,
+    out_tx: &mpsc::Sender<ZoneMessage>,
+    inbound: &mut tonic::Streaming<GlobalMessage>,
+) -> Result<Held, ClientError> {
+    let buckets = theirs.buckets();
+    let bucket = |k: &ResourceKey| summary::bucket_of(k.kind.name(), &k.mesh, &k.name, buckets);
+    let ours = summary::Digests::new(
+        buckets,
+        current.values().map(|i| {
+            (
+                i.key.kind.name(),
+                i.key.mesh.as_str(),
+                i.key.name.as_str(),
+                i.version.as_str(),
+            )
+        }),
+    );
+    let differing = ours.differing(theirs);
+    let mut wanted: Vec<u32> = differing.iter().copied().collect();
+    wanted.sort_unstable();
+    let request = ZoneMessage {
+        msg: Some(zone_message::Msg::KnownRequest(proto::KnownRequest {
+            buckets: wanted,
+        })),
+    };
+    out_tx
+        .send(request)
+        .await
+        .map_err(|_| ClientError::Stream("could not queue KnownRequest".into()))?;
+    let mut held: HashMap<ResourceKey, String> = current
+        .iter()
+        .filter(|(k, _)| !differing.contains(&bucket(k)))
+        .map(|(k, i)| (k.clone(), i.version.clone()))
+        .collect();
+    let mut listed = 0;
+    let mut more = !differing.is_empty();
+    while more {
+        let p = known_part(inbound, "global answers a KnownRequest").await?;
+        listed += p.known.len();
+        for k in p.known {
+            if let Some(key) = k.r#ref.as_ref().and_then(|r| key_of(r).ok()) {
+                held.insert(key, k.version);
+            }
+        }
+        more = p.continues;
+    }
+    Ok(Held { held, listed })
 }
 
 async fn sleep_until(at: Option<std::time::Instant>) {

@@ -22,6 +22,7 @@ use crate::{
     chunk,
     link::{Inbound, Link, LinkConfig, LinkError},
     proto::{self, GlobalMessage, ZoneMessage, global_message, zone_message},
+    summary,
 };
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -171,25 +172,18 @@ async fn session(
         .connect(&inner.cfg.instance_id, &hello.instance_id, &hello.version)
         .await
         .map_err(store_status)?;
-
+    // From here on the insight records the disconnect however the stream ends, the handshake
+    // included (a zone can go away while global waits for its KnownRequest).
+    let link_stats = crate::link::Stats::default();
+    let result: Result<(), Status> = async {
     let known = zone_known(store.as_ref(), zone)
         .await
         .map_err(store_status)?;
-    let (known, known_continues, parts) = chunk::handshake_known(known, inner.cfg.max_message);
-    let welcome = GlobalMessage {
-        msg: Some(global_message::Msg::Welcome(proto::Welcome {
-            global_instance_id: inner.cfg.instance_id.clone(),
-            known,
-            known_continues,
-        })),
-    };
-    let messages = std::iter::once(welcome).chain(parts.into_iter().map(|p| GlobalMessage {
-        msg: Some(global_message::Msg::KnownPart(p)),
-    }));
-    for m in messages {
-        tx.send(Ok(m))
-            .await
-            .map_err(|_| Status::cancelled("zone went away"))?;
+    inner.cfg.metrics.handshake_entries.inc_by(hello.known.len() as u64);
+    if hello.accepts_summary {
+        welcome_with_summary(inner, known, &mut inbound, tx).await?;
+    } else {
+        welcome_with_list(inner, known, tx).await?;
     }
 
     let cfg = LinkConfig {
@@ -210,6 +204,7 @@ async fn session(
         wrap_ack,
         cfg,
     );
+    link.stats = link_stats.clone();
     let sent = link.initial_sync(&hello.known).await?;
     tracing::info!(zone, zone_instance = %hello.instance_id, held_by_zone = hello.known.len(), changes = sent, "zone connected; initial reconcile sent");
     // The insight reports the first sync as it happens (sent now, acknowledged and received
@@ -245,7 +240,7 @@ async fn session(
     flush.tick().await;
     let drained = drain.signaled();
     tokio::pin!(drained);
-    let result: Result<(), Status> = loop {
+    loop {
         let retry_at = link.next_retry();
         tokio::select! {
             _release = &mut drained => {
@@ -321,9 +316,10 @@ async fn session(
                 }
             }
         }
-    };
-    let stats = link
-        .stats
+    }
+    }
+    .await;
+    let stats = link_stats
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
@@ -332,6 +328,84 @@ async fn session(
     }
     tracing::debug!(zone, at = %Utc::now(), "zone stream finished");
     result
+}
+
+async fn send(tx: &mpsc::Sender<Out>, m: global_message::Msg) -> Result<(), Status> {
+    tx.send(Ok(GlobalMessage { msg: Some(m) }))
+        .await
+        .map_err(|_| Status::cancelled("zone went away"))
+}
+
+/// The Welcome for a zone of an earlier release: everything global holds of it, listed.
+async fn welcome_with_list(
+    inner: &Inner,
+    known: Vec<proto::KnownVersion>,
+    tx: &mpsc::Sender<Out>,
+) -> Result<(), Status> {
+    let (known, known_continues, parts) = chunk::handshake_known(known, inner.cfg.max_message);
+    let welcome = proto::Welcome {
+        global_instance_id: inner.cfg.instance_id.clone(),
+        known,
+        known_continues,
+        summary: None,
+    };
+    send(tx, global_message::Msg::Welcome(welcome)).await?;
+    for p in parts {
+        send(tx, global_message::Msg::KnownPart(p)).await?;
+    }
+    Ok(())
+}
+
+/// The Welcome as a summary, then the entries of the buckets the zone found different: the
+/// handshake costs what changed while the zone was away, not its whole fleet.
+async fn welcome_with_summary(
+    inner: &Inner,
+    known: Vec<proto::KnownVersion>,
+    inbound: &mut Streaming<ZoneMessage>,
+    tx: &mpsc::Sender<Out>,
+) -> Result<(), Status> {
+    let buckets = summary::buckets_for(known.len(), inner.cfg.max_message);
+    let digests = summary::Digests::of_known(buckets, &known);
+    let welcome = proto::Welcome {
+        global_instance_id: inner.cfg.instance_id.clone(),
+        known: Vec::new(),
+        known_continues: false,
+        summary: Some(digests.to_proto()),
+    };
+    send(tx, global_message::Msg::Welcome(welcome)).await?;
+    let request = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+        Ok(Ok(Some(ZoneMessage {
+            msg: Some(zone_message::Msg::KnownRequest(r)),
+        }))) => r,
+        Ok(Ok(Some(_))) => {
+            return Err(Status::invalid_argument(
+                "the Welcome carried a summary; expected KnownRequest",
+            ));
+        }
+        Ok(Ok(None)) => return Err(Status::cancelled("zone went away")),
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err(Status::deadline_exceeded("no KnownRequest within 30s")),
+    };
+    if let Some(b) = request.buckets.iter().find(|b| **b >= buckets) {
+        return Err(Status::invalid_argument(format!(
+            "KnownRequest names bucket {b}; the summary has {buckets}"
+        )));
+    }
+    if request.buckets.is_empty() {
+        return Ok(());
+    }
+    let wanted = request.buckets.into_iter().collect();
+    let entries = summary::entries_in(known, buckets, &wanted);
+    let parts = chunk::known_parts(entries, inner.cfg.max_message);
+    let n = parts.len();
+    for (i, known) in parts.into_iter().enumerate() {
+        let part = proto::KnownPart {
+            known,
+            continues: i + 1 < n,
+        };
+        send(tx, global_message::Msg::KnownPart(part)).await?;
+    }
+    Ok(())
 }
 
 /// Messages from one zone read ahead of their handling.

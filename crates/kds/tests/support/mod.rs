@@ -129,14 +129,19 @@ impl Global {
     }
 
     pub async fn delete(&self, key: ResourceKey) {
-        self.store
-            .write(vec![WriteOp::Delete {
-                key,
-                expected_version: None,
-            }])
-            .await
-            .expect("delete");
+        delete(&self.store, key).await;
     }
+}
+
+/// Deletes `key` from `store`, whatever its version.
+pub async fn delete(store: &Arc<dyn ResourceStore>, key: ResourceKey) {
+    store
+        .write(vec![WriteOp::Delete {
+            key,
+            expected_version: None,
+        }])
+        .await
+        .expect("delete");
 }
 
 pub struct Zone {
@@ -183,6 +188,19 @@ impl Zone {
         store: Arc<dyn ResourceStore>,
     ) -> Self {
         let (cfg, dir) = Self::config(global, name, token).await;
+        Self::start_configured(cfg, dir, store).await
+    }
+
+    /// Starts zone `name` of `global` on `store`, its configuration changed by `tune` first.
+    pub async fn start_tuned(
+        global: &Global,
+        name: &str,
+        token: &str,
+        store: Arc<dyn ResourceStore>,
+        tune: impl FnOnce(&mut ClientConfig),
+    ) -> Self {
+        let (mut cfg, dir) = Self::config(global, name, token).await;
+        tune(&mut cfg);
         Self::start_configured(cfg, dir, store).await
     }
 
