@@ -6,20 +6,25 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// Writes `v` with object keys sorted, so the digest does not depend on key order.
+/// Writing JSON into a Vec cannot fail: the writer is infallible and every key is a string.
+const INFALLIBLE: &str = "JSON into a Vec<u8> cannot fail";
+
+/// Writes `v` with object keys sorted, so the digest does not depend on key order. Keys and
+/// scalars are written by serde_json straight into `out`: global computes this for every record of
+/// a reconnecting zone, and copying each key into a `Value` first cost an allocation per key.
 fn canonical(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Object(m) => {
             out.push(b'{');
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            for (i, k) in keys.into_iter().enumerate() {
+            let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            for (i, (k, x)) in entries.into_iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                out.extend_from_slice(Value::String(k.clone()).to_string().as_bytes());
+                serde_json::to_writer(&mut *out, k).expect(INFALLIBLE);
                 out.push(b':');
-                canonical(&m[k.as_str()], out);
+                canonical(x, out);
             }
             out.push(b'}');
         }
@@ -33,17 +38,17 @@ fn canonical(v: &Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        other => out.extend_from_slice(other.to_string().as_bytes()),
+        other => serde_json::to_writer(&mut *out, other).expect(INFALLIBLE),
     }
 }
 
 pub fn version_of(labels: &BTreeMap<String, String>, spec: &Value) -> String {
-    let mut buf = Vec::with_capacity(256);
+    let mut buf = Vec::with_capacity(1024);
     buf.extend_from_slice(b"l");
     for (k, v) in labels {
-        canonical(&Value::String(k.clone()), &mut buf);
+        serde_json::to_writer(&mut buf, k).expect(INFALLIBLE);
         buf.push(b'=');
-        canonical(&Value::String(v.clone()), &mut buf);
+        serde_json::to_writer(&mut buf, v).expect(INFALLIBLE);
         buf.push(b';');
     }
     buf.extend_from_slice(b"s");
@@ -76,6 +81,65 @@ mod tests {
         assert_ne!(
             a,
             version_of(&labelled, &json!({"a": 1, "b": {"x": [1, 2], "y": "z"}}))
+        );
+    }
+
+    /// The form hashed is part of the protocol (zones and globals of different releases compare
+    /// versions): it is what the first implementation wrote, which built a `Value` per key.
+    #[test]
+    fn the_canonical_form_is_unchanged() {
+        fn first(v: &Value, out: &mut String) {
+            match v {
+                Value::Object(m) => {
+                    let mut keys: Vec<&String> = m.keys().collect();
+                    keys.sort();
+                    let parts: Vec<String> = keys
+                        .into_iter()
+                        .map(|k| {
+                            let mut x = String::new();
+                            first(&m[k.as_str()], &mut x);
+                            format!("{}:{x}", Value::String(k.clone()))
+                        })
+                        .collect();
+                    out.push_str(&format!("{{{}}}", parts.join(",")));
+                }
+                Value::Array(a) => {
+                    let parts: Vec<String> = a
+                        .iter()
+                        .map(|x| {
+                            let mut s = String::new();
+                            first(x, &mut s);
+                            s
+                        })
+                        .collect();
+                    out.push_str(&format!("[{}]", parts.join(",")));
+                }
+                other => out.push_str(&other.to_string()),
+            }
+        }
+        let labels = BTreeMap::from([
+            ("kuma.io/zone".to_string(), "east \"1\"".to_string()),
+            ("ünïcode\n".to_string(), "\u{1}tab\t".to_string()),
+        ]);
+        let spec = json!({
+            "z": [1, -2, 3.5, 1e300, u64::MAX, null, true, {"b": "x\"y", "a": []}],
+            "networking": {"address": "10.0.0.1", "inbound": [{"port": 80, "tags": {"kuma.io/service": "web"}}]},
+            "é": "\u{7f}\u{2028}",
+            "": {}
+        });
+        let mut expected = String::from("l");
+        for (k, v) in &labels {
+            expected.push_str(&format!(
+                "{}={};",
+                Value::String(k.clone()),
+                Value::String(v.clone())
+            ));
+        }
+        expected.push('s');
+        first(&spec, &mut expected);
+        assert_eq!(
+            version_of(&labels, &spec),
+            hex::encode(Sha256::digest(expected.as_bytes()))
         );
     }
 }
