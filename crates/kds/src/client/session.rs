@@ -335,9 +335,16 @@ async fn held_from_summary(
         let p = known_part(inbound, "global answers a KnownRequest").await?;
         listed += p.known.len();
         for k in p.known {
-            if let Some(key) = k.r#ref.as_ref().and_then(|r| key_of(r).ok()) {
-                held.insert(key, k.version);
-            }
+            let Some(key) = k.r#ref.as_ref().and_then(|r| key_of(r).ok()) else {
+                continue;
+            };
+            // Versions come shortened: the one we hold where it matches, else one matching
+            // nothing, so the diff sends ours.
+            let version = match current.get(&key) {
+                Some(i) if summary::is_listed_version(&i.version, &k.version) => i.version.clone(),
+                _ => k.version,
+            };
+            held.insert(key, version);
         }
         more = p.continues;
     }
