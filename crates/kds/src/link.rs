@@ -65,6 +65,9 @@ pub struct LinkConfig {
     pub nack_backoff: Duration,
     /// Names this side in logs ("zone east", "global").
     pub peer: String,
+    /// Taken while a peer push is applied (global shares one set among all zones); the Ack is
+    /// sent after it is released, so a peer that does not read never holds one.
+    pub apply_permits: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// What an inbound message meant, for the session loop.
@@ -284,7 +287,17 @@ impl<T: Send + 'static> Link<T> {
 
     /// Applies a peer push and acknowledges it, or records the peer's acknowledgement of ours.
     pub async fn handle_push(&mut self, p: proto::Push) -> Result<Inbound, LinkError> {
+        let permit = match &self.cfg.apply_permits {
+            Some(s) => Some(
+                s.clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| LinkError::Closed)?,
+            ),
+            None => None,
+        };
         let outcome = apply(self.store.as_ref(), self.policy.as_ref(), &p).await;
+        drop(permit);
         let mut nacks = outcome.nacks;
         if let Some(e) = &outcome.store_error {
             // Our store failed, not the resources: NACK them all so the peer retries after its backoff.
@@ -464,6 +477,7 @@ mod tests {
                 send_timeout: Duration::from_secs(5),
                 nack_backoff: Duration::from_secs(5),
                 peer: "test".into(),
+                apply_permits: None,
             },
         );
         (link, rx)

@@ -38,6 +38,10 @@ pub struct ServerConfig {
     /// How often a stream refreshes its ZoneInsight subscription (liveness and counters).
     pub insight_flush: Duration,
     pub metrics: crate::metrics::KdsMetrics,
+    /// Zone pushes applied at once across all zones; the others wait, their streams held back by
+    /// HTTP/2 flow control. A push is decoded, parsed and written in memory, so this (with the
+    /// per-zone read-ahead) bounds what a registration storm of many zones costs global.
+    pub concurrent_applies: usize,
 }
 
 impl ServerConfig {
@@ -50,6 +54,7 @@ impl ServerConfig {
             nack_backoff: Duration::from_secs(5),
             insight_flush: Duration::from_secs(10),
             metrics: crate::metrics::KdsMetrics::default(),
+            concurrent_applies: 8,
         }
     }
 }
@@ -87,6 +92,8 @@ pub(crate) struct Inner {
     /// Handed to each session so a drain waits for open streams. Taken away once the drain starts,
     /// so the server itself never holds the drain open and refuses new streams while draining.
     drain: Mutex<Option<drain::Watch>>,
+    /// `cfg.concurrent_applies` permits, shared by every zone's stream.
+    applies: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Clone)]
@@ -112,6 +119,7 @@ impl KdsServer {
 
     pub fn new(store: Arc<dyn ResourceStore>, cfg: ServerConfig, drain: drain::Watch) -> Self {
         let tokens = Tokens::new(store.clone());
+        let cfg_applies = cfg.concurrent_applies.max(1);
         let inner = Arc::new(Inner {
             store,
             tokens,
@@ -120,6 +128,7 @@ impl KdsServer {
             refusals: Mutex::default(),
             next_id: Mutex::new(0),
             drain: Mutex::new(Some(drain.clone())),
+            applies: Arc::new(tokio::sync::Semaphore::new(cfg_applies)),
         });
         let weak = Arc::downgrade(&inner);
         tokio::spawn(async move {

@@ -1,11 +1,19 @@
 //! Per-zone isolation both ways: a zone that stops applying what global sends never delays
 //! another zone, and once it applies again it catches up with nothing lost; a zone whose pushes
 //! global cannot apply yet is held back (global reads at most a few of its messages ahead) while
-//! every other zone's pushes are applied.
+//! every other zone's pushes are applied; and however many zones push at once, global applies at
+//! most `concurrent_applies` of their pushes at a time.
 
 mod support;
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use meshplane_core::{
@@ -19,11 +27,28 @@ use serde_json::json;
 use support::{Global, Zone, count, until_holds};
 use tokio::sync::watch;
 
-/// A memory store whose writes of the keys `held` picks wait while the gate is shut.
+/// A memory store whose writes of the keys `held` picks wait while the gate (if any) is shut, then
+/// take `delay` (as a PostgreSQL round trip does); it counts how many such writes run at once.
 struct Gated {
     inner: MemoryStore,
-    open: watch::Receiver<bool>,
+    open: Option<watch::Receiver<bool>>,
     held: fn(&ResourceKey) -> bool,
+    delay: Duration,
+    now: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl Gated {
+    fn new(open: Option<watch::Receiver<bool>>, held: fn(&ResourceKey) -> bool) -> Self {
+        Self {
+            inner: MemoryStore::new(),
+            open,
+            held,
+            delay: Duration::ZERO,
+            now: AtomicUsize::new(0),
+            most: AtomicUsize::new(0),
+        }
+    }
 }
 
 #[async_trait]
@@ -38,11 +63,19 @@ impl ResourceStore for Gated {
         self.inner.snapshot(sel).await
     }
     async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>, StoreError> {
-        if ops.iter().any(|op| (self.held)(op.key())) {
-            let mut open = self.open.clone();
+        if !ops.iter().any(|op| (self.held)(op.key())) {
+            return self.inner.write(ops).await;
+        }
+        if let Some(open) = &self.open {
+            let mut open = open.clone();
             let _ = open.wait_for(|o| *o).await;
         }
-        self.inner.write(ops).await
+        let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(n, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        let out = self.inner.write(ops).await;
+        self.now.fetch_sub(1, Ordering::SeqCst);
+        out
     }
     fn subscribe(&self) -> Subscription {
         self.inner.subscribe()
@@ -75,11 +108,7 @@ async fn a_zone_that_stops_reading_never_delays_the_others() {
     g.put_mesh("bulk", true).await;
     let mut fast = Zone::start(&g, "fast").await;
     let (gate, open) = watch::channel(true);
-    let slow_store: Arc<dyn ResourceStore> = Arc::new(Gated {
-        inner: MemoryStore::new(),
-        open,
-        held: |_| true,
-    });
+    let slow_store: Arc<dyn ResourceStore> = Arc::new(Gated::new(Some(open), |_| true));
     let token = g.token("slow").await;
     let mut slow = Zone::start_with(&g, "slow", &token, slow_store.clone()).await;
     fast.wait_synced().await;
@@ -132,12 +161,10 @@ async fn a_zone_that_stops_reading_never_delays_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zone_whose_pushes_global_cannot_apply_never_delays_the_others() {
     let (gate, open) = watch::channel(true);
-    let store: Arc<dyn ResourceStore> = Arc::new(Gated {
-        inner: MemoryStore::new(),
-        open,
-        // Global stores a zone's dataplanes as `<zone>.<name>`.
-        held: |k| k.kind == ResourceKind::Dataplane && k.name.starts_with("slow."),
-    });
+    // Global stores a zone's dataplanes as `<zone>.<name>`.
+    let store: Arc<dyn ResourceStore> = Arc::new(Gated::new(Some(open), |k| {
+        k.kind == ResourceKind::Dataplane && k.name.starts_with("slow.")
+    }));
     let g = Global::start_on(store.clone(), None).await;
     g.put_mesh("m", true).await;
     let mut fast = Zone::start(&g, "fast").await;
@@ -166,4 +193,46 @@ async fn a_zone_whose_pushes_global_cannot_apply_never_delays_the_others() {
     until_holds(&store, ResourceKind::Dataplane, "slow.", N).await;
     fast.stop().await;
     slow.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_zones_pushing_at_once_are_applied_a_few_at_a_time() {
+    const PERMITS: usize = 2;
+    const ZONES: usize = 5;
+    const N: usize = 40;
+    let overlap = Arc::new(Gated {
+        delay: Duration::from_millis(40),
+        ..Gated::new(None, |k| k.kind == ResourceKind::Dataplane)
+    });
+    let store: Arc<dyn ResourceStore> = overlap.clone();
+    let g = Global::start_configured(store.clone(), None, |cfg| {
+        cfg.concurrent_applies = PERMITS;
+    })
+    .await;
+    g.put_mesh("m", true).await;
+    let mut zones = Vec::new();
+    for i in 0..ZONES {
+        let mut z = Zone::start(&g, &format!("z{i}")).await;
+        z.wait_synced().await;
+        support::eventually_present(&z.store, &ResourceKey::mesh("m"), true).await;
+        zones.push(z);
+    }
+    // Every zone registers its dataplanes at the same time, one write each.
+    futures::future::join_all(zones.iter().map(|z| async move {
+        for i in 0..N {
+            z.put_dataplane("m", &format!("dp-{i}"), "web").await;
+        }
+    }))
+    .await;
+    for i in 0..ZONES {
+        until_holds(&store, ResourceKind::Dataplane, &format!("z{i}."), N).await;
+    }
+    assert_eq!(
+        overlap.most.load(Ordering::SeqCst),
+        PERMITS,
+        "zone pushes applied at once (with {ZONES} zones pushing)"
+    );
+    for z in &mut zones {
+        z.stop().await;
+    }
 }

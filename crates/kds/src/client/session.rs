@@ -177,6 +177,7 @@ pub(super) async fn connect_and_sync(
     tracing::info!(zone = %cfg.zone, global = %welcome.global_instance_id, "connected to global");
 
     let lcfg = LinkConfig {
+        apply_permits: None,
         metrics: cfg.metrics.clone(),
         max_message: cfg.max_message,
         send_timeout: cfg.send_timeout,

@@ -187,6 +187,7 @@ async fn session(
     }
 
     let cfg = LinkConfig {
+        apply_permits: Some(inner.applies.clone()),
         metrics: inner.cfg.metrics.clone(),
         max_message: inner.cfg.max_message,
         send_timeout: inner.cfg.send_timeout,
@@ -408,8 +409,10 @@ async fn welcome_with_summary(
     Ok(())
 }
 
-/// Messages from one zone read ahead of their handling.
-const IN_QUEUE: usize = 8;
+/// Messages from one zone read ahead of their handling: enough to decode the next push while one
+/// is applied. Each can be a push of 1,024 resources, and a registration storm fills every zone's
+/// queue at once, so global's memory is zones × this × a push.
+const IN_QUEUE: usize = 2;
 
 async fn sleep_until(at: Option<std::time::Instant>) {
     match at {
