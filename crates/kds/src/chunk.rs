@@ -64,17 +64,21 @@ pub fn handshake_known(
 ) -> (Vec<proto::KnownVersion>, bool, Vec<proto::KnownPart>) {
     let mut parts = known_parts(known, limit).into_iter();
     let first = parts.next().unwrap_or_default();
-    let rest: Vec<_> = parts.collect();
-    let n = rest.len();
-    let rest = rest
+    let rest = known_part_messages(parts.collect());
+    (first, !rest.is_empty(), rest)
+}
+
+/// `parts` as KnownPart messages, each but the last saying another follows.
+pub fn known_part_messages(parts: Vec<Vec<proto::KnownVersion>>) -> Vec<proto::KnownPart> {
+    let n = parts.len();
+    parts
         .into_iter()
         .enumerate()
         .map(|(i, known)| proto::KnownPart {
             known,
             continues: i + 1 < n,
         })
-        .collect();
-    (first, n > 0, rest)
+        .collect()
 }
 
 /// Splits upserts and removals into pushes no larger than `limit` bytes each. Upserts go owner

@@ -122,32 +122,28 @@ async fn session(
     drain: drain::Watch,
 ) -> Result<(), Status> {
     let store = inner.store.clone();
-    let mut hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
-        Ok(Ok(Some(ZoneMessage {
+    let mut hello = match handshake_message(&mut inbound, "Hello").await? {
+        Some(ZoneMessage {
             msg: Some(zone_message::Msg::Hello(h)),
-        }))) => h,
-        Ok(Ok(Some(_))) => return Err(Status::invalid_argument("the first message must be Hello")),
-        Ok(Ok(None)) => return Ok(()),
-        Ok(Err(e)) => return Err(e),
-        Err(_) => return Err(Status::deadline_exceeded("no Hello within 30s")),
+        }) => h,
+        Some(_) => return Err(Status::invalid_argument("the first message must be Hello")),
+        None => return Ok(()),
     };
     let mut more = hello.known_continues;
     while more {
-        match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
-            Ok(Ok(Some(ZoneMessage {
+        match handshake_message(&mut inbound, "KnownPart").await? {
+            Some(ZoneMessage {
                 msg: Some(zone_message::Msg::KnownPart(p)),
-            }))) => {
+            }) => {
                 hello.known.extend(p.known);
                 more = p.continues;
             }
-            Ok(Ok(Some(_))) => {
+            Some(_) => {
                 return Err(Status::invalid_argument(
                     "the Hello said more of its known list follows; expected KnownPart",
                 ));
             }
-            Ok(Ok(None)) => return Ok(()),
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(Status::deadline_exceeded("no KnownPart within 30s")),
+            None => return Ok(()),
         }
     }
     if hello.zone != zone {
@@ -176,148 +172,148 @@ async fn session(
     // included (a zone can go away while global waits for its KnownRequest).
     let link_stats = crate::link::Stats::default();
     let result: Result<(), Status> = async {
-    let known = zone_known(store.as_ref(), zone)
-        .await
-        .map_err(store_status)?;
-    inner.cfg.metrics.handshake_entries.inc_by(hello.known.len() as u64);
-    if hello.accepts_summary {
-        welcome_with_summary(inner, known, &mut inbound, tx).await?;
-    } else {
-        welcome_with_list(inner, known, tx).await?;
-    }
-
-    let cfg = LinkConfig {
-        apply_permits: Some(inner.applies.clone()),
-        metrics: inner.cfg.metrics.clone(),
-        max_message: inner.cfg.max_message,
-        send_timeout: inner.cfg.send_timeout,
-        nack_backoff: inner.cfg.nack_backoff,
-        peer: format!("zone {zone}"),
-    };
-    let mut link = Link::new(
-        store.clone(),
-        Box::new(GlobalOutbound),
-        Box::new(GlobalPolicy {
-            zone: zone.to_string(),
-        }),
-        tx.clone(),
-        wrap_push,
-        wrap_ack,
-        cfg,
-    );
-    link.stats = link_stats.clone();
-    let sent = link.initial_sync(&hello.known).await?;
-    tracing::info!(zone, zone_instance = %hello.instance_id, held_by_zone = hello.known.len(), changes = sent, "zone connected; initial reconcile sent");
-    // The insight reports the first sync as it happens (sent now, acknowledged and received
-    // below), not at the first periodic flush: an operator watching a zone come up sees it at once.
-    let flush_now = |link: &Link<Out>| {
-        link.stats
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    };
-    if let Err(e) = insight.heartbeat(&flush_now(&link)).await {
-        tracing::warn!(zone, error = %e, "could not refresh the zone insight");
-    }
-    let mut initial_acked = false;
-
-    // A separate reader takes the zone's messages while we wait to send. Its queue is bounded: a
-    // zone pushing faster than its pushes are applied here stops being read, and HTTP/2 flow
-    // control holds it back, so global keeps at most IN_QUEUE of its messages (not a whole
-    // fleet's reconnect) in memory. No deadlock: the zone's own reader never stops taking ours.
-    let (in_tx, mut in_rx) = mpsc::channel::<Result<Option<ZoneMessage>, Status>>(IN_QUEUE);
-    let reader = tokio::spawn(async move {
-        loop {
-            let m = inbound.message().await;
-            let end = !matches!(m, Ok(Some(_)));
-            if in_tx.send(m).await.is_err() || end {
-                break;
-            }
+        let known = zone_known(store.as_ref(), zone)
+            .await
+            .map_err(store_status)?;
+        inner.cfg.metrics.handshake_entries.inc_by(hello.known.len() as u64);
+        if hello.accepts_summary {
+            welcome_with_summary(inner, known, &mut inbound, tx).await?;
+        } else {
+            welcome_with_list(inner, known, tx).await?;
         }
-    });
-    let _abort_reader = AbortOnDrop(reader);
 
-    let mut flush = tokio::time::interval(inner.cfg.insight_flush);
-    flush.tick().await;
-    let drained = drain.signaled();
-    tokio::pin!(drained);
-    loop {
-        let retry_at = link.next_retry();
-        tokio::select! {
-            _release = &mut drained => {
-                tracing::info!(zone, "global is shutting down; closing the zone stream");
-                break Ok(());
-            }
-            _ = kill.changed() => break Err(Status::aborted("a newer stream of this zone replaced this one")),
-            ev = sub.recv() => match ev {
-                Received::Event(e) => {
-                    // A revocation or a signing-key change applies to streams already open.
-                    if e.key.kind == ResourceKind::GlobalSecret && e.key.name.starts_with("zone-token-")
-                        && let Err(reason) = inner.tokens.verify::<ZoneClaims>(TokenKind::Zone, token).await
-                    {
-                        tracing::warn!(zone, reason = %reason, "closing the stream: its zone token is no longer valid");
-                        break Err(Status::unauthenticated(format!("zone token refused: {reason}")));
-                    }
-                    if e.key == ResourceKey::global(ResourceKind::Zone, zone) {
-                        if e.op == ChangeOp::Delete {
-                            break Err(Status::permission_denied(format!("zone {zone:?} was deleted at global")));
-                        }
-                        if let Err(s) = ensure_zone(store.as_ref(), zone).await {
-                            break Err(s);
-                        }
-                    }
-                    if e.key == ResourceKey::global(ResourceKind::ZoneInsight, zone) && insight.superseded().await.unwrap_or(false) {
-                        break Err(Status::aborted("the zone reconnected to another global replica"));
-                    }
-                    if let Err(e) = link.handle_events(e, &mut sub).await { break Err(e.into()); }
+        let cfg = LinkConfig {
+            apply_permits: Some(inner.applies.clone()),
+            metrics: inner.cfg.metrics.clone(),
+            max_message: inner.cfg.max_message,
+            send_timeout: inner.cfg.send_timeout,
+            nack_backoff: inner.cfg.nack_backoff,
+            peer: format!("zone {zone}"),
+        };
+        let mut link = Link::new(
+            store.clone(),
+            Box::new(GlobalOutbound),
+            Box::new(GlobalPolicy {
+                zone: zone.to_string(),
+            }),
+            tx.clone(),
+            wrap_push,
+            wrap_ack,
+            cfg,
+        );
+        link.stats = link_stats.clone();
+        let sent = link.initial_sync(&hello.known).await?;
+        tracing::info!(zone, zone_instance = %hello.instance_id, held_by_zone = hello.known.len(), changes = sent, "zone connected; initial reconcile sent");
+        // The insight reports the first sync as it happens (sent now, acknowledged and received
+        // below), not at the first periodic flush: an operator watching a zone come up sees it at once.
+        let flush_now = |link: &Link<Out>| {
+            link.stats
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+        };
+        if let Err(e) = insight.heartbeat(&flush_now(&link)).await {
+            tracing::warn!(zone, error = %e, "could not refresh the zone insight");
+        }
+        let mut initial_acked = false;
+
+        // A separate reader takes the zone's messages while we wait to send. Its queue is bounded: a
+        // zone pushing faster than its pushes are applied here stops being read, and HTTP/2 flow
+        // control holds it back, so global keeps at most IN_QUEUE of its messages (not a whole
+        // fleet's reconnect) in memory. No deadlock: the zone's own reader never stops taking ours.
+        let (in_tx, mut in_rx) = mpsc::channel::<Result<Option<ZoneMessage>, Status>>(IN_QUEUE);
+        let reader = tokio::spawn(async move {
+            loop {
+                let m = inbound.message().await;
+                let end = !matches!(m, Ok(Some(_)));
+                if in_tx.send(m).await.is_err() || end {
+                    break;
                 }
-                Received::Resync => if let Err(e) = link.resync().await { break Err(e.into()); },
-                Received::Closed => break Err(Status::unavailable("global's store closed")),
-            },
-            m = in_rx.recv() => match m {
-                Some(Ok(Some(ZoneMessage { msg: Some(zone_message::Msg::Push(p)) }))) => {
-                    match link.handle_push(p).await {
-                        Err(e) => break Err(e.into()),
-                        Ok(Inbound::InitialDone) => {
+            }
+        });
+        let _abort_reader = AbortOnDrop(reader);
+
+        let mut flush = tokio::time::interval(inner.cfg.insight_flush);
+        flush.tick().await;
+        let drained = drain.signaled();
+        tokio::pin!(drained);
+        loop {
+            let retry_at = link.next_retry();
+            tokio::select! {
+                _release = &mut drained => {
+                    tracing::info!(zone, "global is shutting down; closing the zone stream");
+                    break Ok(());
+                }
+                _ = kill.changed() => break Err(Status::aborted("a newer stream of this zone replaced this one")),
+                ev = sub.recv() => match ev {
+                    Received::Event(e) => {
+                        // A revocation or a signing-key change applies to streams already open.
+                        if e.key.kind == ResourceKind::GlobalSecret && e.key.name.starts_with("zone-token-")
+                            && let Err(reason) = inner.tokens.verify::<ZoneClaims>(TokenKind::Zone, token).await
+                        {
+                            tracing::warn!(zone, reason = %reason, "closing the stream: its zone token is no longer valid");
+                            break Err(Status::unauthenticated(format!("zone token refused: {reason}")));
+                        }
+                        if e.key == ResourceKey::global(ResourceKind::Zone, zone) {
+                            if e.op == ChangeOp::Delete {
+                                break Err(Status::permission_denied(format!("zone {zone:?} was deleted at global")));
+                            }
+                            if let Err(s) = ensure_zone(store.as_ref(), zone).await {
+                                break Err(s);
+                            }
+                        }
+                        if e.key == ResourceKey::global(ResourceKind::ZoneInsight, zone) && insight.superseded().await.unwrap_or(false) {
+                            break Err(Status::aborted("the zone reconnected to another global replica"));
+                        }
+                        if let Err(e) = link.handle_events(e, &mut sub).await { break Err(e.into()); }
+                    }
+                    Received::Resync => if let Err(e) = link.resync().await { break Err(e.into()); },
+                    Received::Closed => break Err(Status::unavailable("global's store closed")),
+                },
+                m = in_rx.recv() => match m {
+                    Some(Ok(Some(ZoneMessage { msg: Some(zone_message::Msg::Push(p)) }))) => {
+                        match link.handle_push(p).await {
+                            Err(e) => break Err(e.into()),
+                            Ok(Inbound::InitialDone) => {
+                                if let Err(e) = insight.heartbeat(&flush_now(&link)).await {
+                                    tracing::warn!(zone, error = %e, "could not refresh the zone insight");
+                                }
+                            }
+                            Ok(Inbound::Nothing) => {}
+                        }
+                    }
+                    Some(Ok(Some(ZoneMessage { msg: Some(zone_message::Msg::Ack(a)) }))) => {
+                        link.handle_ack(a);
+                        if !initial_acked && link.unacknowledged() == 0 {
+                            initial_acked = true;
                             if let Err(e) = insight.heartbeat(&flush_now(&link)).await {
                                 tracing::warn!(zone, error = %e, "could not refresh the zone insight");
                             }
                         }
-                        Ok(Inbound::Nothing) => {}
                     }
-                }
-                Some(Ok(Some(ZoneMessage { msg: Some(zone_message::Msg::Ack(a)) }))) => {
-                    link.handle_ack(a);
-                    if !initial_acked && link.unacknowledged() == 0 {
-                        initial_acked = true;
-                        if let Err(e) = insight.heartbeat(&flush_now(&link)).await {
-                            tracing::warn!(zone, error = %e, "could not refresh the zone insight");
-                        }
+                    Some(Ok(Some(_))) => break Err(Status::invalid_argument("unexpected message after Hello")),
+                    // A clean end from the zone is a disconnect like any other.
+                    Some(Ok(None)) | None => break Ok(()),
+                    Some(Err(status)) => {
+                        tracing::info!(zone, code = ?status.code(), reason = status.message(), "zone stream broke");
+                        break Ok(());
                     }
+                },
+                _ = sleep_until(retry_at), if retry_at.is_some() => {
+                    if let Err(e) = link.retry_due().await { break Err(e.into()); }
                 }
-                Some(Ok(Some(_))) => break Err(Status::invalid_argument("unexpected message after Hello")),
-                // A clean end from the zone is a disconnect like any other.
-                Some(Ok(None)) | None => break Ok(()),
-                Some(Err(status)) => {
-                    tracing::info!(zone, code = ?status.code(), reason = status.message(), "zone stream broke");
-                    break Ok(());
-                }
-            },
-            _ = sleep_until(retry_at), if retry_at.is_some() => {
-                if let Err(e) = link.retry_due().await { break Err(e.into()); }
-            }
-            _ = flush.tick() => {
-                if let Err(reason) = inner.tokens.verify::<ZoneClaims>(TokenKind::Zone, token).await {
-                    tracing::warn!(zone, reason = %reason, "closing the stream: its zone token is no longer valid");
-                    break Err(Status::unauthenticated(format!("zone token refused: {reason}")));
-                }
-                let stats = link.stats.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-                if let Err(e) = insight.heartbeat(&stats).await {
-                    tracing::warn!(zone, error = %e, "could not refresh the zone insight");
+                _ = flush.tick() => {
+                    if let Err(reason) = inner.tokens.verify::<ZoneClaims>(TokenKind::Zone, token).await {
+                        tracing::warn!(zone, reason = %reason, "closing the stream: its zone token is no longer valid");
+                        break Err(Status::unauthenticated(format!("zone token refused: {reason}")));
+                    }
+                    let stats = link.stats.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+                    if let Err(e) = insight.heartbeat(&stats).await {
+                        tracing::warn!(zone, error = %e, "could not refresh the zone insight");
+                    }
                 }
             }
         }
-    }
     }
     .await;
     let stats = link_stats
@@ -329,6 +325,20 @@ async fn session(
     }
     tracing::debug!(zone, at = %Utc::now(), "zone stream finished");
     result
+}
+
+/// The zone's next message during the handshake (`None`: it closed the stream), within
+/// HELLO_TIMEOUT; `expected` names it for the timeout's error.
+async fn handshake_message(
+    inbound: &mut Streaming<ZoneMessage>,
+    expected: &str,
+) -> Result<Option<ZoneMessage>, Status> {
+    match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+        Ok(m) => m,
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "no {expected} within 30s"
+        ))),
+    }
 }
 
 async fn send(tx: &mpsc::Sender<Out>, m: global_message::Msg) -> Result<(), Status> {
@@ -374,18 +384,16 @@ async fn welcome_with_summary(
         summary: Some(digests.to_proto()),
     };
     send(tx, global_message::Msg::Welcome(welcome)).await?;
-    let request = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
-        Ok(Ok(Some(ZoneMessage {
+    let request = match handshake_message(inbound, "KnownRequest").await? {
+        Some(ZoneMessage {
             msg: Some(zone_message::Msg::KnownRequest(r)),
-        }))) => r,
-        Ok(Ok(Some(_))) => {
+        }) => r,
+        Some(_) => {
             return Err(Status::invalid_argument(
                 "the Welcome carried a summary; expected KnownRequest",
             ));
         }
-        Ok(Ok(None)) => return Err(Status::cancelled("zone went away")),
-        Ok(Err(e)) => return Err(e),
-        Err(_) => return Err(Status::deadline_exceeded("no KnownRequest within 30s")),
+        None => return Err(Status::cancelled("zone went away")),
     };
     if let Some(b) = request.buckets.iter().find(|b| **b >= buckets) {
         return Err(Status::invalid_argument(format!(
@@ -398,12 +406,7 @@ async fn welcome_with_summary(
     let wanted = request.buckets.into_iter().collect();
     let entries = summary::entries_in(known, buckets, &wanted);
     let parts = chunk::known_parts(entries, inner.cfg.max_message);
-    let n = parts.len();
-    for (i, known) in parts.into_iter().enumerate() {
-        let part = proto::KnownPart {
-            known,
-            continues: i + 1 < n,
-        };
+    for part in chunk::known_part_messages(parts) {
         send(tx, global_message::Msg::KnownPart(part)).await?;
     }
     Ok(())
