@@ -1,15 +1,17 @@
 //! Applying a received push to the local store, resource by resource, so one bad resource is NACKed
-//! with its reason while the rest are applied.
+//! with its reason while the rest are applied, and acknowledging it to the peer.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use meshplane_core::{
     model::{ResourceKey, Spec},
     store::{ResourceStore, StoreError, WriteOp},
 };
 use serde_json::Value;
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::{
+    link::{Inbound, LinkError},
     proto,
     version::version_of,
     view::{key_of, sync_group},
@@ -178,4 +180,92 @@ pub async fn apply(store: &dyn ResourceStore, policy: &dyn Policy, push: &proto:
         }
     }
     out
+}
+
+/// The writing half of a link: applies the peer's pushes and acknowledges each. It shares nothing
+/// mutable with the sending half, so global runs it in a task of its own beside the session loop:
+/// a zone's downstream (a Mesh change) never waits behind its upstream writes.
+pub struct Applier<T> {
+    pub(crate) store: Arc<dyn ResourceStore>,
+    pub(crate) policy: Arc<dyn Policy>,
+    pub(crate) tx: mpsc::Sender<T>,
+    pub(crate) wrap_ack: fn(proto::Ack) -> T,
+    /// Taken while a push is applied (global shares one set among all zones); released before the
+    /// Ack is sent, so a peer that does not read never holds one.
+    pub(crate) permits: Option<Arc<Semaphore>>,
+    pub(crate) send_timeout: Duration,
+    pub(crate) peer: String,
+}
+
+impl<T> Clone for Applier<T> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            policy: self.policy.clone(),
+            tx: self.tx.clone(),
+            wrap_ack: self.wrap_ack,
+            permits: self.permits.clone(),
+            send_timeout: self.send_timeout,
+            peer: self.peer.clone(),
+        }
+    }
+}
+
+impl<T: Send + 'static> Applier<T> {
+    /// Applies a peer push and acknowledges it.
+    pub async fn apply_push(&self, p: proto::Push) -> Result<Inbound, LinkError> {
+        let permit = match &self.permits {
+            Some(s) => Some(
+                s.clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| LinkError::Closed)?,
+            ),
+            None => None,
+        };
+        let outcome = apply(self.store.as_ref(), self.policy.as_ref(), &p).await;
+        drop(permit);
+        let mut nacks = outcome.nacks;
+        if let Some(e) = &outcome.store_error {
+            // Our store failed, not the resources: NACK them all so the peer retries after its backoff.
+            tracing::warn!(peer = %self.peer, error = %e, "could not apply a sync push; the peer will retry");
+            nacks = p
+                .upserts
+                .iter()
+                .map(|r| nack_ref(r.r#ref.clone(), &r.version, e))
+                .chain(p.removals.iter().map(|r| nack_ref(Some(r.clone()), "", e)))
+                .collect();
+        }
+        for n in &nacks {
+            let what = n
+                .r#ref
+                .as_ref()
+                .map(|r| format!("{} {:?} mesh {:?}", r.r#type, r.name, r.mesh))
+                .unwrap_or_default();
+            tracing::warn!(peer = %self.peer, resource = %what, reason = %n.reason, "rejected a synced resource");
+        }
+        let ack = proto::Ack {
+            nonce: p.nonce.clone(),
+            nacks,
+        };
+        let msg = (self.wrap_ack)(ack);
+        match tokio::time::timeout(self.send_timeout, self.tx.send(msg)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(LinkError::Closed),
+            Err(_) => return Err(LinkError::SendTimeout(self.send_timeout)),
+        }
+        Ok(if p.initial_done && outcome.store_error.is_none() {
+            Inbound::InitialDone
+        } else {
+            Inbound::Nothing
+        })
+    }
+}
+
+fn nack_ref(r: Option<proto::ResourceRef>, version: &str, e: &str) -> proto::Nack {
+    proto::Nack {
+        r#ref: r,
+        version: version.to_string(),
+        reason: format!("store unavailable: {e}"),
+    }
 }

@@ -16,7 +16,7 @@ use meshplane_core::{
 use tokio::sync::mpsc;
 
 use crate::{
-    apply::{Policy, apply},
+    apply::{Applier, Policy},
     chunk,
     mirror::{Change, Mirror, split},
     proto,
@@ -81,10 +81,9 @@ pub enum Inbound {
 pub struct Link<T> {
     store: Arc<dyn ResourceStore>,
     outbound: Box<dyn Outbound>,
-    policy: Box<dyn Policy>,
+    applier: Applier<T>,
     tx: mpsc::Sender<T>,
     wrap_push: fn(proto::Push) -> T,
-    wrap_ack: fn(proto::Ack) -> T,
     mirror: Mirror,
     cfg: LinkConfig,
     /// Types contained in each unacknowledged push, by nonce.
@@ -106,13 +105,21 @@ impl<T: Send + 'static> Link<T> {
         wrap_ack: fn(proto::Ack) -> T,
         cfg: LinkConfig,
     ) -> Self {
+        let applier = Applier {
+            store: store.clone(),
+            policy: Arc::from(policy),
+            tx: tx.clone(),
+            wrap_ack,
+            permits: cfg.apply_permits.clone(),
+            send_timeout: cfg.send_timeout,
+            peer: cfg.peer.clone(),
+        };
         Self {
             store,
             outbound,
-            policy,
+            applier,
             tx,
             wrap_push,
-            wrap_ack,
             mirror: Mirror::default(),
             cfg,
             pending: HashMap::new(),
@@ -285,57 +292,14 @@ impl<T: Send + 'static> Link<T> {
         self.mirror.next_retry()
     }
 
-    /// Applies a peer push and acknowledges it, or records the peer's acknowledgement of ours.
+    /// Applies a peer push and acknowledges it.
     pub async fn handle_push(&mut self, p: proto::Push) -> Result<Inbound, LinkError> {
-        let permit = match &self.cfg.apply_permits {
-            Some(s) => Some(
-                s.clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| LinkError::Closed)?,
-            ),
-            None => None,
-        };
-        let outcome = apply(self.store.as_ref(), self.policy.as_ref(), &p).await;
-        drop(permit);
-        let mut nacks = outcome.nacks;
-        if let Some(e) = &outcome.store_error {
-            // Our store failed, not the resources: NACK them all so the peer retries after its backoff.
-            tracing::warn!(peer = %self.cfg.peer, error = %e, "could not apply a sync push; the peer will retry");
-            nacks = p
-                .upserts
-                .iter()
-                .map(|r| proto::Nack {
-                    r#ref: r.r#ref.clone(),
-                    version: r.version.clone(),
-                    reason: format!("store unavailable: {e}"),
-                })
-                .chain(p.removals.iter().map(|r| proto::Nack {
-                    r#ref: Some(r.clone()),
-                    version: String::new(),
-                    reason: format!("store unavailable: {e}"),
-                }))
-                .collect();
-        }
-        for n in &nacks {
-            let what = n
-                .r#ref
-                .as_ref()
-                .map(|r| format!("{} {:?} mesh {:?}", r.r#type, r.name, r.mesh))
-                .unwrap_or_default();
-            tracing::warn!(peer = %self.cfg.peer, resource = %what, reason = %n.reason, "rejected a synced resource");
-        }
-        let ack = proto::Ack {
-            nonce: p.nonce.clone(),
-            nacks,
-        };
-        let msg = (self.wrap_ack)(ack);
-        self.send(msg).await?;
-        Ok(if p.initial_done && outcome.store_error.is_none() {
-            Inbound::InitialDone
-        } else {
-            Inbound::Nothing
-        })
+        self.applier.apply_push(p).await
+    }
+
+    /// The writing half, for a session that applies pushes beside its sending (global's).
+    pub fn applier(&self) -> Applier<T> {
+        self.applier.clone()
     }
 
     pub fn handle_ack(&mut self, ack: proto::Ack) {

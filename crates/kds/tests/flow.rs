@@ -1,7 +1,7 @@
 //! Per-zone isolation both ways: a zone that stops applying what global sends never delays
 //! another zone, and once it applies again it catches up with nothing lost; a zone whose pushes
 //! global cannot apply yet is held back (global reads at most a few of its messages ahead) while
-//! every other zone's pushes are applied; and however many zones push at once, global applies at
+//! every other zone's pushes are applied and global's changes still reach it; and however many zones push at once, global applies at
 //! most `concurrent_applies` of their pushes at a time.
 
 mod support;
@@ -188,6 +188,11 @@ async fn a_zone_whose_pushes_global_cannot_apply_never_delays_the_others() {
         0,
         "nothing of the held zone was applied meanwhile"
     );
+    // Its downstream does not wait behind its upstream: a Mesh change made now reaches the held
+    // zone itself while its own pushes still wait.
+    g.put_mesh("later", true).await;
+    support::eventually_present(&slow.store, &ResourceKey::mesh("later"), true).await;
+    assert_eq!(count(&store, ResourceKind::Dataplane, "slow.").await, 0);
 
     gate.send_replace(true);
     until_holds(&store, ResourceKind::Dataplane, "slow.", N).await;

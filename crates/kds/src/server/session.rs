@@ -217,27 +217,51 @@ async fn session(
         }
         let mut initial_acked = false;
 
-        // A separate reader takes the zone's messages while we wait to send. Its queue is bounded: a
-        // zone pushing faster than its pushes are applied here stops being read, and HTTP/2 flow
-        // control holds it back, so global keeps at most IN_QUEUE of its messages (not a whole
-        // fleet's reconnect) in memory. No deadlock: the zone's own reader never stops taking ours.
+        // A separate reader takes the zone's messages while we wait to send, and hands its pushes
+        // to a separate applier, so the zone's writes (which wait for a share of global's apply
+        // permits and for PostgreSQL) never delay what global sends it. The pushes' queue is
+        // bounded: a zone pushing faster than its pushes are applied here stops being read, and
+        // HTTP/2 flow control holds it back, so global keeps at most IN_QUEUE of its pushes (not a
+        // whole fleet's reconnect) in memory. No deadlock: the zone's own reader never stops taking
+        // ours.
+        let (push_tx, mut push_rx) = mpsc::channel::<proto::Push>(IN_QUEUE);
         let (in_tx, mut in_rx) = mpsc::channel::<Result<Option<ZoneMessage>, Status>>(IN_QUEUE);
         let reader = tokio::spawn(async move {
             loop {
                 let m = inbound.message().await;
-                let end = !matches!(m, Ok(Some(_)));
-                if in_tx.send(m).await.is_err() || end {
+                let sent = match m {
+                    Ok(Some(ZoneMessage {
+                        msg: Some(zone_message::Msg::Push(p)),
+                    })) => push_tx.send(p).await.is_ok(),
+                    m => {
+                        let end = !matches!(m, Ok(Some(_)));
+                        in_tx.send(m).await.is_ok() && !end
+                    }
+                };
+                if !sent {
                     break;
                 }
             }
         });
-        let _abort_reader = AbortOnDrop(reader);
+        let abort_reader = AbortOnDrop(reader);
+        let (applied_tx, mut applied_rx) = mpsc::channel::<Result<Inbound, LinkError>>(1);
+        let applier = link.applier();
+        let applying = tokio::spawn(async move {
+            while let Some(p) = push_rx.recv().await {
+                let r = applier.apply_push(p).await;
+                let failed = r.is_err();
+                if applied_tx.send(r).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        let mut applier_open = true;
 
         let mut flush = tokio::time::interval(inner.cfg.insight_flush);
         flush.tick().await;
         let drained = drain.signaled();
         tokio::pin!(drained);
-        loop {
+        let ended = loop {
             let retry_at = link.next_retry();
             tokio::select! {
                 _release = &mut drained => {
@@ -270,18 +294,19 @@ async fn session(
                     Received::Resync => if let Err(e) = link.resync().await { break Err(e.into()); },
                     Received::Closed => break Err(Status::unavailable("global's store closed")),
                 },
-                m = in_rx.recv() => match m {
-                    Some(Ok(Some(ZoneMessage { msg: Some(zone_message::Msg::Push(p)) }))) => {
-                        match link.handle_push(p).await {
-                            Err(e) => break Err(e.into()),
-                            Ok(Inbound::InitialDone) => {
-                                if let Err(e) = insight.heartbeat(&flush_now(&link)).await {
-                                    tracing::warn!(zone, error = %e, "could not refresh the zone insight");
-                                }
-                            }
-                            Ok(Inbound::Nothing) => {}
+                applied = applied_rx.recv(), if applier_open => match applied {
+                    Some(Ok(Inbound::InitialDone)) => {
+                        if let Err(e) = insight.heartbeat(&flush_now(&link)).await {
+                            tracing::warn!(zone, error = %e, "could not refresh the zone insight");
                         }
                     }
+                    Some(Ok(Inbound::Nothing)) => {}
+                    Some(Err(e)) => break Err(e.into()),
+                    // The applier ends after an error (reported above) or with the reader, whose
+                    // end arrives below.
+                    None => applier_open = false,
+                },
+                m = in_rx.recv() => match m {
                     Some(Ok(Some(ZoneMessage { msg: Some(zone_message::Msg::Ack(a)) }))) => {
                         link.handle_ack(a);
                         if !initial_acked && link.unacknowledged() == 0 {
@@ -313,7 +338,12 @@ async fn session(
                     }
                 }
             }
-        }
+        };
+        // Pushes the zone sent before the end are applied, within a bound: the reader stops, so
+        // the applier's queue ends.
+        drop(abort_reader);
+        finish_applying(applying).await;
+        ended
     }
     .await;
     let stats = link_stats
@@ -435,6 +465,19 @@ impl Drop for Unregister<'_> {
         self.inner.unregister(self.zone, self.id);
     }
 }
+
+/// Waits for the applier to apply what it was handed (its queue ends with the reader), aborting it
+/// after APPLY_GRACE: a write stuck on an unavailable store must not hold the session open.
+async fn finish_applying(mut applying: tokio::task::JoinHandle<()>) {
+    if tokio::time::timeout(APPLY_GRACE, &mut applying)
+        .await
+        .is_err()
+    {
+        applying.abort();
+    }
+}
+
+const APPLY_GRACE: Duration = Duration::from_secs(5);
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
