@@ -42,6 +42,8 @@ pub const MESH: &str = "default";
 /// An idle backend publishes its counters up to 10 s late (PostgreSQL's PGSTAT_IDLE_INTERVAL).
 const STATS_SETTLE: Duration = Duration::from_secs(11);
 const LABEL: &str = "bench-seq";
+/// How long after zones come back a Mesh update counts as made while they reconnect.
+pub const RECONNECT_WINDOW: Duration = Duration::from_secs(20);
 
 #[derive(Clone, Debug)]
 pub struct Params {
@@ -479,6 +481,7 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<Vec<crate::report::Tab
     let churn_secs = churn_start.elapsed().as_secs_f64();
     let w3 = settled_write_stats(&mut pg, &db.name).await?;
     let mut mesh_missing = 0usize;
+    let mut mesh_quiet_ms = Vec::new();
     let mesh_ms: Vec<f64> = {
         let s = seen
             .lock()
@@ -496,6 +499,14 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<Vec<crate::report::Tab
             };
             down_at.is_some_and(|d| at >= d) && back_at.is_none_or(|b| at <= b)
         };
+        // Whether zones were reconnecting when the update was made (global reads what it holds of
+        // each, the zones rebuild their views): the figure's split, not a filter.
+        let reconnecting = |at: Instant| {
+            [back_at, long.back_at]
+                .into_iter()
+                .flatten()
+                .any(|b| at >= b && at <= b + RECONNECT_WINDOW)
+        };
         for (sq, at) in &updates {
             for z in 0..p.zones {
                 if offline(z, *at) {
@@ -509,7 +520,13 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<Vec<crate::report::Tab
                     .map(|(_, t)| *t)
                     .min();
                 match first {
-                    Some(t) => v.push((t.max(*at) - *at).as_secs_f64() * 1000.0),
+                    Some(t) => {
+                        let ms = (t.max(*at) - *at).as_secs_f64() * 1000.0;
+                        v.push(ms);
+                        if !reconnecting(*at) {
+                            mesh_quiet_ms.push(ms);
+                        }
+                    }
                     None => mesh_missing += 1,
                 }
             }
@@ -590,6 +607,7 @@ pub async fn run(env: &Env, p: &Params) -> anyhow::Result<Vec<crate::report::Tab
         deletes,
         resyncs,
         mesh_ms,
+        mesh_quiet_ms,
         mesh_updates: updates.len(),
         put_ms,
         mesh_missing,

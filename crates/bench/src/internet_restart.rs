@@ -26,6 +26,11 @@ pub struct Restart {
     /// From SIGTERM until every zone was in sync on a new connection.
     pub resynced_secs: f64,
     pub zones_resynced: usize,
+    /// Each resynced zone's time from SIGTERM until it was in sync again.
+    pub zone_secs: Vec<f64>,
+    /// Connections that got as far as global's Welcome meanwhile: more than the zones when
+    /// sessions broke after the Welcome and were retried (after the backoff).
+    pub welcomes: u64,
     /// Bytes through the proxy from SIGTERM until SETTLE after the last zone's resync: zone →
     /// global, and back.
     pub up_bytes: u64,
@@ -61,16 +66,23 @@ pub async fn restart_global(
         ..Restart::default()
     };
     let deadline = t0 + limit;
-    for (z, n) in zones.iter_mut().zip(before) {
+    let waits = zones.iter_mut().zip(&before).map(|(z, n)| async move {
         let left = deadline.saturating_duration_since(Instant::now());
-        let synced = tokio::time::timeout(left, z.status.wait_for(|s| s.synced_connection > n))
+        let synced = tokio::time::timeout(left, z.status.wait_for(|s| s.synced_connection > *n))
             .await
             .is_ok_and(|r| r.is_ok());
-        if synced {
-            out.zones_resynced += 1;
-        }
+        synced.then(|| t0.elapsed().as_secs_f64())
+    });
+    for secs in futures::future::join_all(waits).await.into_iter().flatten() {
+        out.zones_resynced += 1;
+        out.zone_secs.push(secs);
     }
     out.resynced_secs = t0.elapsed().as_secs_f64();
+    out.welcomes = zones
+        .iter()
+        .zip(&before)
+        .map(|(z, n)| z.status.borrow().connects.saturating_sub(*n))
+        .sum();
     tokio::time::sleep(SETTLE).await;
     (out.up_bytes, out.down_bytes) = counter.get();
     out.span_secs = t0.elapsed().as_secs_f64();

@@ -38,6 +38,8 @@ pub struct Measured {
     pub deletes: u64,
     pub resyncs: u64,
     pub mesh_ms: Vec<f64>,
+    /// The same, for updates made while no zone was reconnecting.
+    pub mesh_quiet_ms: Vec<f64>,
     pub mesh_updates: usize,
     /// How long each Mesh PUT took to answer.
     pub put_ms: Vec<f64>,
@@ -231,6 +233,19 @@ pub fn table(m: &Measured) -> Table {
             },
         ),
     );
+    t.rows.push(Row::new(
+        "… each (zone, update)",
+        "ms",
+        Stat::of(&m.mesh_ms),
+    ));
+    t.rows.push(Row::new(
+        format!(
+            "… p99 of updates made while no zone was reconnecting (not within {} s of a reconnect)",
+            crate::internet::RECONNECT_WINDOW.as_secs()
+        ),
+        "ms",
+        one(percentile(&m.mesh_quiet_ms, 99.0)),
+    ));
     t.rows.push(
         Row::new(
             "Mesh updates an online zone never received",
@@ -304,6 +319,16 @@ pub fn table(m: &Measured) -> Table {
             Verdict::from_bool(r.zones_resynced == p.zones && r.resynced_secs < 30.0),
         ),
     );
+    t.rows.push(Row::new(
+        "… each zone, from SIGTERM until in sync",
+        "s",
+        Stat::of(&r.zone_secs),
+    ));
+    t.rows.push(Row::new(
+        "… connections that reached global's Welcome (more than the zones: sessions retried)",
+        "streams",
+        one(r.welcomes as f64),
+    ));
     let (ru, rd) = m.register_bytes;
     let restart_bytes = (r.up_bytes + r.down_bytes) as f64;
     let fleet_bytes = (ru + rd) as f64;
