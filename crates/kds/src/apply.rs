@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::{
-    link::{Inbound, LinkError},
+    link::{Inbound, LinkError, send_within},
     proto,
     version::version_of,
     view::{key_of, sync_group},
@@ -248,12 +248,7 @@ impl<T: Send + 'static> Applier<T> {
             nonce: p.nonce.clone(),
             nacks,
         };
-        let msg = (self.wrap_ack)(ack);
-        match tokio::time::timeout(self.send_timeout, self.tx.send(msg)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(LinkError::Closed),
-            Err(_) => return Err(LinkError::SendTimeout(self.send_timeout)),
-        }
+        send_within(&self.tx, (self.wrap_ack)(ack), self.send_timeout).await?;
         Ok(if p.initial_done && outcome.store_error.is_none() {
             Inbound::InitialDone
         } else {

@@ -130,11 +130,7 @@ impl<T: Send + 'static> Link<T> {
     }
 
     async fn send(&self, msg: T) -> Result<(), LinkError> {
-        match tokio::time::timeout(self.cfg.send_timeout, self.tx.send(msg)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(LinkError::Closed),
-            Err(_) => Err(LinkError::SendTimeout(self.cfg.send_timeout)),
-        }
+        send_within(&self.tx, msg, self.cfg.send_timeout).await
     }
 
     /// Sends `changes` (split to fit the message limit) and records them as held by the peer.
@@ -342,6 +338,19 @@ impl<T: Send + 'static> Link<T> {
     /// Pushes sent and not yet acknowledged.
     pub fn unacknowledged(&self) -> usize {
         self.pending.len()
+    }
+}
+
+/// Queues `msg` for the peer, or fails if the stream is gone or the peer has not read for `timeout`.
+pub(crate) async fn send_within<T>(
+    tx: &mpsc::Sender<T>,
+    msg: T,
+    timeout: Duration,
+) -> Result<(), LinkError> {
+    match tokio::time::timeout(timeout, tx.send(msg)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(LinkError::Closed),
+        Err(_) => Err(LinkError::SendTimeout(timeout)),
     }
 }
 

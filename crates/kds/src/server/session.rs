@@ -246,7 +246,7 @@ async fn session(
         let abort_reader = AbortOnDrop(reader);
         let (applied_tx, mut applied_rx) = mpsc::channel::<Result<Inbound, LinkError>>(1);
         let applier = link.applier();
-        let applying = tokio::spawn(async move {
+        let applying = AbortOnDrop(tokio::spawn(async move {
             while let Some(p) = push_rx.recv().await {
                 let r = applier.apply_push(p).await;
                 let failed = r.is_err();
@@ -254,8 +254,10 @@ async fn session(
                     break;
                 }
             }
-        });
+        }));
         let mut applier_open = true;
+        // Set when the zone ended or broke its stream: what it pushed before is still applied.
+        let mut zone_ended = false;
 
         let mut flush = tokio::time::interval(inner.cfg.insight_flush);
         flush.tick().await;
@@ -318,9 +320,13 @@ async fn session(
                     }
                     Some(Ok(Some(_))) => break Err(Status::invalid_argument("unexpected message after Hello")),
                     // A clean end from the zone is a disconnect like any other.
-                    Some(Ok(None)) | None => break Ok(()),
+                    Some(Ok(None)) | None => {
+                        zone_ended = true;
+                        break Ok(());
+                    }
                     Some(Err(status)) => {
                         tracing::info!(zone, code = ?status.code(), reason = status.message(), "zone stream broke");
+                        zone_ended = true;
                         break Ok(());
                     }
                 },
@@ -339,10 +345,14 @@ async fn session(
                 }
             }
         };
-        // Pushes the zone sent before the end are applied, within a bound: the reader stops, so
-        // the applier's queue ends.
+        // Pushes the zone sent before its own end are applied, as when they were applied in turn
+        // with its messages (the reader has stopped, so the applier's queue ends). Any other end
+        // (replaced by a newer stream, refused, drained) drops them unacknowledged, as before: a
+        // stale push written beside a newer stream's reconcile could outlive it.
         drop(abort_reader);
-        finish_applying(applying).await;
+        if zone_ended {
+            applying.finish(APPLY_GRACE).await;
+        }
         ended
     }
     .await;
@@ -466,20 +476,18 @@ impl Drop for Unregister<'_> {
     }
 }
 
-/// Waits for the applier to apply what it was handed (its queue ends with the reader), aborting it
-/// after APPLY_GRACE: a write stuck on an unavailable store must not hold the session open.
-async fn finish_applying(mut applying: tokio::task::JoinHandle<()>) {
-    if tokio::time::timeout(APPLY_GRACE, &mut applying)
-        .await
-        .is_err()
-    {
-        applying.abort();
-    }
-}
-
+/// How long a session that the zone ended waits for its last pushes to be applied: a write stuck
+/// on an unavailable store must not hold the session open.
 const APPLY_GRACE: Duration = Duration::from_secs(5);
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl AbortOnDrop {
+    /// Lets the task run to its end for at most `grace`, then aborts it.
+    async fn finish(mut self, grace: Duration) {
+        let _ = tokio::time::timeout(grace, &mut self.0).await;
+    }
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
